@@ -1,0 +1,52 @@
+# The two commands: `make run` and `make test`. Everything else is optional.
+PORT ?= 8000
+HOST ?= 127.0.0.1
+# `uv` when on PATH, otherwise the copy pip installs (`python3 -m uv`).
+UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
+PYTEST_WORKERS ?= 2
+
+.PHONY: help ensure-uv sync run test lint format migrate migration bench fuzz clean
+
+help:
+	@echo "make run      set up and start the API on http://$(HOST):$(PORT) (embedded: SQLite, in-process jobs)"
+	@echo "make test     set up and run the whole test suite"
+	@echo "make lint     ruff (lint + format check) and mypy --strict"
+	@echo "make migrate  upgrade the database to the newest schema"
+	@echo "make bench    run the benchmarks (ratios against same-run baselines)"
+
+ensure-uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+sync: ensure-uv
+	$(UV) sync --frozen
+
+.env:
+	cp .env.example .env
+
+run: sync .env
+	$(UV) run outreach migrate
+	$(UV) run outreach serve --host $(HOST) --port $(PORT)
+
+test: sync
+	$(UV) run pytest -n $(PYTEST_WORKERS) -q
+
+lint: sync
+	$(UV) run ruff check src tests bench
+	$(UV) run ruff format --check src tests bench
+	$(UV) run mypy
+
+format: sync
+	$(UV) run ruff check --fix src tests bench
+	$(UV) run ruff format src tests bench
+
+migrate: sync .env
+	$(UV) run outreach migrate
+
+migration: sync
+	$(UV) run alembic revision --autogenerate -m "$(m)"
+
+bench: sync
+	@for script in bench/*.py; do echo "== $$script"; $(UV) run python $$script || exit 1; done
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

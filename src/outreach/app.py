@@ -1,0 +1,106 @@
+"""The FastAPI application: middleware, routers, error handlers and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from redis.asyncio import Redis
+
+from outreach import tasks  # noqa: F401 - registers every job before a broker is built
+from outreach.api import router as api_router
+from outreach.config import Settings, check_settings, get_settings
+from outreach.kit import jobs
+from outreach.kit.db import Database, set_database
+from outreach.kit.errors import Problem
+from outreach.kit.exception_handlers import install_exception_handlers
+from outreach.kit.health import router as health_router
+from outreach.kit.idempotency import IdempotentRoute
+from outreach.kit.logging import configure_logging, get_logger
+from outreach.kit.middleware import RequestContextMiddleware
+from outreach.kit.storage import create_storage
+
+log = get_logger("outreach.app")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    database = app.state.database or Database.from_settings(settings)
+    app.state.database = database
+    set_database(database)
+    app.state.storage = create_storage(settings)
+    app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    broker = jobs.create_broker(settings)
+    jobs.set_broker(broker)
+    await broker.startup()
+    scheduler_task: asyncio.Task[None] | None = None
+    if settings.redis_url is None and settings.embedded_scheduler:
+        from taskiq.api import run_scheduler_task
+
+        scheduler_task = asyncio.create_task(run_scheduler_task(jobs.create_scheduler(broker)))
+    log.info("started", env=settings.env.value, database=database.dialect)
+    try:
+        yield
+    finally:
+        if scheduler_task is not None:
+            scheduler_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduler_task
+        await broker.shutdown()
+        jobs.set_broker(None)
+        await app.state.storage.close()
+        if app.state.redis is not None:
+            await app.state.redis.aclose()
+        if app.state.owns_database:
+            await database.dispose()
+        set_database(None)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+        Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    )
+    for name, definition in schema["components"]["schemas"]["Problem"].pop("$defs", {}).items():
+        schema["components"]["schemas"].setdefault(name, definition)
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """Build the app. ``database`` lets tests share an engine; otherwise one is created."""
+    settings = settings or get_settings()
+    check_settings(settings)
+    configure_logging(settings)
+    app = FastAPI(
+        title="Outreach",
+        version="0.1.0",
+        summary="Personalised cold email from your own Gmail, paid with prepaid credits.",
+        lifespan=lifespan,
+    )
+    app.router.route_class = IdempotentRoute
+    app.state.settings = settings
+    app.state.database = database
+    app.state.owns_database = database is None
+    install_exception_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["Content-Type", "Idempotency-Key", "X-CSRF-Token", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
+    )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health_router)
+    app.include_router(api_router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

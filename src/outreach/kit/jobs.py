@@ -1,0 +1,196 @@
+"""Background jobs on taskiq.
+
+Jobs are declared with :func:`job` (name, optional schedule, attempts) in each
+domain's ``tasks.py`` and registered on a broker chosen by settings when the
+process starts: taskiq's in-process broker for the embedded default, Redis
+streams when ``OUTREACH_REDIS_URL`` is set. Keeping the registry apart from the
+broker lets one code base run either way and lets tests build both.
+
+A failed attempt is retried with exponential backoff; after the last one a
+``failed_jobs`` row keeps the task name, arguments, error and traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+from taskiq import AsyncBroker, InMemoryBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskiq.kicker import AsyncKicker
+from taskiq.schedule_sources import LabelScheduleSource
+from taskiq.scheduler.scheduler import TaskiqScheduler
+
+from outreach.config import Settings
+from outreach.kit.db import after_commit, get_database
+from outreach.kit.logging import get_logger
+from outreach.models.failed_job import FailedJob
+
+log = get_logger("outreach.jobs")
+
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    function: JobFunction
+    max_attempts: int | None
+    schedule: list[dict[str, Any]] = field(default_factory=list)
+
+
+_registry: dict[str, JobSpec] = {}
+
+
+def job(
+    name: str,
+    *,
+    every_seconds: int | None = None,
+    cron: str | None = None,
+    max_attempts: int | None = None,
+) -> Callable[[JobFunction], JobFunction]:
+    """Declare a background job; ``every_seconds``/``cron`` make it periodic."""
+
+    def register(function: JobFunction) -> JobFunction:
+        schedule: list[dict[str, Any]] = []
+        if every_seconds is not None:
+            schedule.append({"interval": every_seconds})
+        if cron is not None:
+            schedule.append({"cron": cron})
+        if name in _registry and _registry[name].function is not function:
+            raise ValueError(f"two jobs are named {name!r}")
+        _registry[name] = JobSpec(name, function, max_attempts, schedule)
+        return function
+
+    return register
+
+
+def registered_jobs() -> dict[str, JobSpec]:
+    return dict(_registry)
+
+
+class JobContextMiddleware(TaskiqMiddleware):
+    """Binds ``job_id`` and ``task`` to every log line a job writes."""
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        structlog.contextvars.bind_contextvars(job_id=message.task_id, task=message.task_name)
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        structlog.contextvars.unbind_contextvars("job_id", "task")
+
+
+class RetryMiddleware(TaskiqMiddleware):
+    """Retries a failed job with exponential backoff, then records it in ``failed_jobs``."""
+
+    def __init__(self, *, max_attempts: int, base_delay: float) -> None:
+        super().__init__()
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+
+    def backoff(self, attempt: int) -> float:
+        return float(self.base_delay * (2 ** (attempt - 1)) * (1 + random.random() / 4))
+
+    async def on_error(
+        self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
+    ) -> None:
+        attempt = int(message.labels.get("attempt", 1))
+        max_attempts = int(message.labels.get("max_attempts", self.max_attempts))
+        if attempt < max_attempts:
+            delay = self.backoff(attempt)
+            log.warning("job failed, retrying", attempt=attempt, delay=delay, error=str(exception))
+            # The retry is sent only after the backoff; until then the message stays
+            # unacknowledged on Redis, so a worker that dies here loses nothing.
+            await asyncio.sleep(delay)
+            await (
+                AsyncKicker(message.task_name, self.broker, dict(message.labels))
+                .with_task_id(message.task_id)
+                .with_labels(attempt=attempt + 1)
+                .kiq(*message.args, **message.kwargs)
+            )
+            return
+        log.error("job failed for good", attempts=attempt, error=str(exception))
+        await record_failed_job(message, exception, attempts=attempt)
+
+
+async def record_failed_job(
+    message: TaskiqMessage, exception: BaseException, *, attempts: int
+) -> None:
+    async with get_database().session() as session:
+        session.add(
+            FailedJob(
+                task_name=message.task_name,
+                task_id=message.task_id,
+                args={"args": list(message.args), "kwargs": dict(message.kwargs)},
+                error=f"{type(exception).__name__}: {exception}",
+                traceback="".join(traceback.format_exception(exception)),
+                attempts=attempts,
+                retried_at=None,
+            )
+        )
+
+
+def create_broker(settings: Settings) -> AsyncBroker:
+    """The broker for these settings, with every declared job registered on it."""
+    broker: AsyncBroker
+    if settings.redis_url:
+        from taskiq_redis import RedisStreamBroker
+
+        broker = RedisStreamBroker(settings.redis_url, queue_name=settings.job_queue_name)
+    else:
+        broker = InMemoryBroker(max_stored_results=1000)
+    broker.add_middlewares(
+        JobContextMiddleware(),
+        RetryMiddleware(
+            max_attempts=settings.job_max_retries + 1, base_delay=settings.job_retry_base_seconds
+        ),
+    )
+    for spec in _registry.values():
+        labels: dict[str, Any] = {}
+        if spec.schedule:
+            labels["schedule"] = spec.schedule
+        if spec.max_attempts is not None:
+            labels["max_attempts"] = spec.max_attempts
+        broker.register_task(spec.function, task_name=spec.name, **labels)
+    return broker
+
+
+def create_scheduler(broker: AsyncBroker) -> TaskiqScheduler:
+    return TaskiqScheduler(broker, [LabelScheduleSource(broker)])
+
+
+_broker: AsyncBroker | None = None
+
+
+def set_broker(broker: AsyncBroker | None) -> None:
+    global _broker
+    _broker = broker
+
+
+def get_broker() -> AsyncBroker:
+    if _broker is None:
+        raise RuntimeError("job broker not initialised")
+    return _broker
+
+
+async def enqueue(name: str, **kwargs: Any) -> str:
+    """Send a job now; returns its id. Inside a request use :func:`enqueue_after_commit`."""
+    if name not in _registry:
+        raise KeyError(f"no job named {name!r}")
+    kicker: AsyncKicker[Any, Any] = AsyncKicker(name, get_broker(), {})
+    task = await kicker.kiq(**kwargs)
+    return str(task.task_id)
+
+
+def enqueue_after_commit(session: AsyncSession, name: str, **kwargs: Any) -> None:
+    """Send a job once ``session`` commits, so a rolled-back request starts nothing."""
+
+    async def send() -> None:
+        await enqueue(name, **kwargs)
+
+    after_commit(session, send)

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from outreach.models.base import RecordModel
+
+
+class LedgerEntry(RecordModel):
+    """One change of a credit balance. Its idempotency key makes it happen once."""
+
+    __tablename__ = "ledger_entries"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    delta: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(50), index=True)
+    ref: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    balance_after: Mapped[int]

@@ -1,0 +1,54 @@
+"""Entry points of the ``outreach worker`` and ``outreach scheduler`` processes."""
+
+from __future__ import annotations
+
+from taskiq.api import run_receiver_task, run_scheduler_task
+
+from outreach import tasks  # noqa: F401 - registers every job
+from outreach.config import Settings, check_settings, get_settings
+from outreach.kit import jobs
+from outreach.kit.db import Database, set_database
+from outreach.kit.logging import configure_logging, get_logger
+
+log = get_logger("outreach.worker")
+
+
+def _require_redis(settings: Settings, role: str) -> None:
+    if not settings.redis_url:
+        raise SystemExit(
+            f"outreach {role} needs OUTREACH_REDIS_URL; without it, jobs run inside "
+            "`outreach serve` (the embedded default)"
+        )
+
+
+async def run_worker(*, max_async_tasks: int = 50) -> None:
+    settings = get_settings()
+    check_settings(settings)
+    configure_logging(settings)
+    _require_redis(settings, "worker")
+    database = Database.from_settings(settings)
+    set_database(database)
+    broker = jobs.create_broker(settings)
+    jobs.set_broker(broker)
+    await broker.startup()
+    log.info("worker started", jobs=sorted(jobs.registered_jobs()))
+    try:
+        await run_receiver_task(broker, max_async_tasks=max_async_tasks)
+    finally:
+        await broker.shutdown()
+        await database.dispose()
+
+
+async def run_scheduler() -> None:
+    settings = get_settings()
+    check_settings(settings)
+    configure_logging(settings)
+    _require_redis(settings, "scheduler")
+    broker = jobs.create_broker(settings)
+    broker.is_scheduler_process = True
+    await broker.startup()
+    log.info("scheduler started")
+    try:
+        await run_scheduler_task(jobs.create_scheduler(broker))
+    finally:
+        await broker.shutdown()
