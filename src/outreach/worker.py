@@ -30,6 +30,8 @@ async def run_worker(*, max_async_tasks: int = 50) -> None:
     set_database(database)
     broker = jobs.create_broker(settings)
     jobs.set_broker(broker)
+    # Set before startup (as taskiq's own CLI does), so worker start-up hooks run.
+    broker.is_worker_process = True
     await broker.startup()
     log.info("worker started", jobs=sorted(jobs.registered_jobs()))
     try:

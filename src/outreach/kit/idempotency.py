@@ -14,8 +14,6 @@ The response is captured by :class:`IdempotentRoute` after the endpoint has
 returned and before the session dependency commits.
 """
 
-from __future__ import annotations
-
 import hashlib
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
@@ -56,16 +54,19 @@ class IdempotentReplay(Exception):
     """Raised to answer with the stored response instead of running the endpoint."""
 
     def __init__(self, stored: IdempotencyKey) -> None:
-        self.stored = stored
+        # Plain values: the session is rolled back before the replay is rendered.
+        self.status = stored.response_status
+        self.body = stored.response_body.encode()
+        self.headers = dict(stored.response_headers)
 
     def to_response(self) -> Response:
-        headers = {k: v for k, v in self.stored.response_headers.items() if k != "content-type"}
+        headers = {k: v for k, v in self.headers.items() if k != "content-type"}
         headers["Idempotent-Replayed"] = "true"
         return Response(
-            content=self.stored.response_body.encode(),
-            status_code=self.stored.response_status,
+            content=self.body,
+            status_code=self.status,
             headers=headers,
-            media_type=self.stored.response_headers.get("content-type"),
+            media_type=self.headers.get("content-type"),
         )
 
 

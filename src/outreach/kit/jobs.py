@@ -151,13 +151,20 @@ def create_broker(settings: Settings) -> AsyncBroker:
         ),
     )
     for spec in _registry.values():
-        labels: dict[str, Any] = {}
+        labels = _message_labels(spec)
         if spec.schedule:
             labels["schedule"] = spec.schedule
-        if spec.max_attempts is not None:
-            labels["max_attempts"] = spec.max_attempts
         broker.register_task(spec.function, task_name=spec.name, **labels)
     return broker
+
+
+def _message_labels(spec: JobSpec) -> dict[str, Any]:
+    """Labels every message of the job carries, however it is sent (the schedule
+    stays on the broker: the scheduler reads it there)."""
+    labels: dict[str, Any] = {}
+    if spec.max_attempts is not None:
+        labels["max_attempts"] = spec.max_attempts
+    return labels
 
 
 def create_scheduler(broker: AsyncBroker) -> TaskiqScheduler:
@@ -180,9 +187,11 @@ def get_broker() -> AsyncBroker:
 
 async def enqueue(name: str, **kwargs: Any) -> str:
     """Send a job now; returns its id. Inside a request use :func:`enqueue_after_commit`."""
-    if name not in _registry:
+    spec = _registry.get(name)
+    if spec is None:
         raise KeyError(f"no job named {name!r}")
-    kicker: AsyncKicker[Any, Any] = AsyncKicker(name, get_broker(), {})
+    # A bare kicker sends no labels: pass the job's own, or its max_attempts is lost.
+    kicker: AsyncKicker[Any, Any] = AsyncKicker(name, get_broker(), _message_labels(spec))
     task = await kicker.kiq(**kwargs)
     return str(task.task_id)
 

@@ -9,17 +9,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from outreach.migrations.runner import include_object
 from outreach.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-
-def include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    # Tables that other libraries own (LangGraph checkpoints) are not ours to diff.
-    return not (type_ == "table" and name is not None and name.startswith("checkpoint"))
 
 
 def run_with_connection(connection: Connection) -> None:

@@ -27,3 +27,10 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Tables other libraries own (LangGraph checkpoints) are not ours to diff."""
+    return not (type_ == "table" and name is not None and name.startswith("checkpoint"))
