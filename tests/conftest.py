@@ -25,6 +25,7 @@ from outreach.kit import jobs
 from outreach.kit.clock import Clock, clock
 from outreach.kit.db import Base, Database, create_engine
 from outreach.migrations.runner import upgrade
+from outreach.models import User
 
 TEST_DATABASE_URL = os.environ.get("OUTREACH_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL")
@@ -73,6 +74,7 @@ def settings(database_url: str, worker_tmp: Path) -> Settings:
         base_url="http://testserver",
         cors_origins=["http://testserver"],
         max_body_bytes=1024 * 1024,
+        enable_dev_login=True,
     )
 
 
@@ -177,3 +179,38 @@ def redis_url() -> str:
     if not TEST_REDIS_URL:
         pytest.skip("OUTREACH_TEST_REDIS_URL is not set (CI sets it)")
     return TEST_REDIS_URL
+
+
+async def sign_in(client: httpx.AsyncClient, email: str, name: str | None = None) -> dict:
+    """Development login; the client then sends the CSRF header like a browser app would."""
+    response = await client.post("/v1/auth/dev-login", json={"email": email, "name": name})
+    assert response.status_code == 200, response.text
+    client.headers["X-CSRF-Token"] = client.cookies["outreach_csrf"]
+    return response.json()
+
+
+async def create_user(
+    session: AsyncSession, email: str, *, role: str = "user", balance: int = 0
+) -> User:
+    """A user with an open credit account holding ``balance`` (granted through the ledger)."""
+    from outreach.auth.service import auth_service
+    from outreach.credits.service import credit_service
+    from outreach.models import UserRole
+
+    result = await auth_service.dev_login(
+        session, email=email, name=None, user_agent=None, ip=None, previous_token=None
+    )
+    user = result.user
+    user.role = UserRole(role)
+    current = await credit_service.get_balance(session, user_id=user.id)
+    if balance != current:
+        await credit_service.apply_ledger_entry(
+            session,
+            user_id=user.id,
+            delta=balance - current,
+            reason="admin_grant",
+            ref="test",
+            idempotency_key=f"test-balance:{user.id}",
+        )
+    await session.flush()
+    return user

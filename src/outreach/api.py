@@ -2,6 +2,22 @@
 
 from fastapi import APIRouter
 
+from outreach.admin.endpoints import router as admin_router
+from outreach.auth.endpoints import dev_router as auth_dev_router
+from outreach.auth.endpoints import router as auth_router
+from outreach.config import Settings
+from outreach.credits.endpoints import router as credits_router
 from outreach.kit.idempotency import IdempotentRoute
+from outreach.referral.endpoints import router as referral_router
 
-router = APIRouter(route_class=IdempotentRoute)
+
+def api_router(settings: Settings) -> APIRouter:
+    router = APIRouter(route_class=IdempotentRoute)
+    router.include_router(auth_router)
+    if settings.dev_login_enabled:
+        # Absent, not forbidden, outside development: production answers 404.
+        router.include_router(auth_dev_router)
+    router.include_router(credits_router)
+    router.include_router(referral_router)
+    router.include_router(admin_router)
+    return router

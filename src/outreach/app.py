@@ -7,14 +7,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from redis.asyncio import Redis
 
 from outreach import tasks  # noqa: F401 - registers every job before a broker is built
-from outreach.api import router as api_router
-from outreach.config import Settings, check_settings, get_settings
+from outreach.api import api_router
+from outreach.auth.google import GoogleKeys, GoogleTokenVerifier
+from outreach.config import Settings, check_settings, get_settings, use_settings
 from outreach.kit import jobs
 from outreach.kit.db import Database, set_database
 from outreach.kit.errors import Problem
@@ -36,6 +38,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     set_database(database)
     app.state.storage = create_storage(settings)
     app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    google_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+    app.state.google_verifier = GoogleTokenVerifier(
+        GoogleKeys(settings.google_jwks_url, google_http), settings.google_client_ids
+    )
     broker = jobs.create_broker(settings)
     jobs.set_broker(broker)
     await broker.startup()
@@ -54,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await scheduler_task
         await broker.shutdown()
         jobs.set_broker(None)
+        await google_http.aclose()
         await app.state.storage.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
@@ -79,6 +86,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     """Build the app. ``database`` lets tests share an engine; otherwise one is created."""
     settings = settings or get_settings()
     check_settings(settings)
+    use_settings(settings)
     configure_logging(settings)
     app = FastAPI(
         title="Outreach",
@@ -101,6 +109,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health_router)
-    app.include_router(api_router)
+    app.include_router(api_router(settings))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

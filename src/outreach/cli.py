@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, NoReturn
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.config import check_settings, get_settings
+from outreach.kit.errors import AppError
 
 app = typer.Typer(
     help="Outreach: personalised cold email from your own Gmail.", no_args_is_help=True
@@ -67,3 +71,69 @@ def migrate(
 
 def main() -> None:
     app()
+
+
+credits_app = typer.Typer(help="Operator tools for credits.", no_args_is_help=True)
+app.add_typer(credits_app, name="credits")
+
+
+async def _with_session(action: Callable[[AsyncSession], Awaitable[str]]) -> str:
+    from outreach.kit.db import Database
+
+    settings = get_settings()
+    database = Database.from_settings(settings)
+    try:
+        async with database.session() as session:
+            return await action(session)
+    finally:
+        await database.dispose()
+
+
+def _fail(exc: AppError) -> NoReturn:
+    typer.echo(f"error: {exc.detail or exc.title}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command("create-admin")
+def create_admin(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Make an existing user (signed in at least once) an administrator."""
+    from outreach.auth.service import auth_service
+    from outreach.models import UserRole
+
+    async def promote(session: AsyncSession) -> str:
+        user = await auth_service.get_user_by_email(session, email)
+        await auth_service.set_role(session, user=user, role=UserRole.admin, actor_id=None)
+        return f"{user.email} is now an admin"
+
+    try:
+        typer.echo(asyncio.run(_with_session(promote)))
+    except AppError as exc:
+        _fail(exc)
+
+
+@credits_app.command("grant")
+def grant_credits(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+    amount: Annotated[int, typer.Argument(help="Credits to add; negative to deduct.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the ledger and audit log).")],
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Makes re-running the same grant safe.")
+    ] = None,
+) -> None:
+    """Grant (or with a negative AMOUNT deduct) credits through the ledger."""
+    from outreach.admin.service import admin_service
+    from outreach.auth.service import auth_service
+
+    key = f"cli:{idempotency_key or uuid.uuid4()}"
+
+    async def grant(session: AsyncSession) -> str:
+        user = await auth_service.get_user_by_email(session, email)
+        entry = await admin_service.grant_credits(
+            session, user=user, delta=amount, reason=reason, actor_id=None, idempotency_key=key
+        )
+        return f"{user.email}: {entry.delta:+d} credits, balance {entry.balance_after}"
+
+    try:
+        typer.echo(asyncio.run(_with_session(grant)))
+    except AppError as exc:
+        _fail(exc)

@@ -127,5 +127,19 @@ def check_settings(settings: Settings) -> None:
 
 
 @lru_cache
-def get_settings() -> Settings:
+def _settings_from_environment() -> Settings:
     return Settings()
+
+
+_active_settings: Settings | None = None
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make ``settings`` the process's settings (the app factory and tests call this)."""
+    global _active_settings
+    _active_settings = settings
+
+
+def get_settings() -> Settings:
+    """The process's settings: those given to the app, else read from the environment."""
+    return _active_settings or _settings_from_environment()

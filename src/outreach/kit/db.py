@@ -90,6 +90,14 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def dialect_insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT construct, which knows ``ON CONFLICT`` on both databases."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
 class Database:
     """An engine and its session factory."""
 

@@ -5,7 +5,7 @@ from outreach.models.audit_log import AuditLog
 from outreach.models.credit_account import CreditAccount
 from outreach.models.failed_job import FailedJob
 from outreach.models.idempotency_key import IdempotencyKey
-from outreach.models.ledger_entry import LedgerEntry
+from outreach.models.ledger_entry import LedgerEntry, LedgerReason
 from outreach.models.rate_limit_bucket import RateLimitBucket
 from outreach.models.referral_reward import ReferralReward
 from outreach.models.user import User, UserRole
@@ -18,6 +18,7 @@ __all__ = [
     "FailedJob",
     "IdempotencyKey",
     "LedgerEntry",
+    "LedgerReason",
     "RateLimitBucket",
     "ReferralReward",
     "User",

@@ -1,11 +1,28 @@
 from __future__ import annotations
 
+import enum
 import uuid
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outreach.models.base import RecordModel
+
+
+class LedgerReason(enum.StrEnum):
+    signup_grant = "signup_grant"
+    admin_grant = "admin_grant"
+    admin_deduct = "admin_deduct"
+    purchase = "purchase"
+    purchase_bonus = "purchase_bonus"
+    purchase_refund = "purchase_refund"
+    referral_reward = "referral_reward"
+    verify = "verify"
+    enrich = "enrich"
+    ai_template = "ai_template"
+    resume_analysis = "resume_analysis"
+    campaign_schedule = "campaign_schedule"
+    campaign_refund = "campaign_refund"
 
 
 class LedgerEntry(RecordModel):

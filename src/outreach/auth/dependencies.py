@@ -1,0 +1,103 @@
+"""Who is calling: the session cookie, CSRF protection, and the role guards."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import structlog
+from fastapi import Depends, Request
+
+from outreach.auth.service import auth_service
+from outreach.config import Environment, Settings
+from outreach.kit.db import SessionDep
+from outreach.kit.errors import Forbidden, Unauthorized
+from outreach.kit.idempotency import idempotency_dependency
+from outreach.models import User, UserRole
+
+CSRF_COOKIE = "outreach_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class NotAuthenticated(Unauthorized):
+    code, title = "not_authenticated", "Sign in first"
+
+
+class CsrfFailed(Forbidden):
+    code, title = "csrf_failed", "Cross-site request refused"
+
+
+class AdminRequired(Forbidden):
+    code, title = "admin_required", "Administrators only"
+
+
+def secure_cookies(settings: Settings) -> bool:
+    # Tests run over plain http like development; production cookies are Secure.
+    return settings.env == Environment.production
+
+
+def session_cookie_name(settings: Settings) -> str:
+    return "__Host-outreach_session" if secure_cookies(settings) else "outreach_session"
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+def check_origin(request: Request, settings: Settings) -> None:
+    """Refuse an unsafe request whose Origin (or Referer) is not one of ours."""
+    allowed = {o.rstrip("/") for o in settings.cors_origins}
+    if own := _origin(settings.base_url):
+        allowed.add(own)
+    origin = request.headers.get("origin")
+    if origin is None and (referer := request.headers.get("referer")):
+        origin = _origin(referer)
+    if origin is not None and origin.rstrip("/") not in allowed:
+        raise CsrfFailed(f"requests from {origin} are not allowed")
+
+
+def check_csrf(request: Request, settings: Settings) -> None:
+    """Double-submit token plus the Origin/Referer check."""
+    check_origin(request, settings)
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    header = request.headers.get(CSRF_HEADER, "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), header.encode()):
+        raise CsrfFailed(f"send the {CSRF_COOKIE} cookie's value in the {CSRF_HEADER} header")
+
+
+def session_token(request: Request) -> str | None:
+    return request.cookies.get(session_cookie_name(request.app.state.settings)) or None
+
+
+async def get_current_user(request: Request, session: SessionDep) -> User:
+    settings: Settings = request.app.state.settings
+    token = session_token(request)
+    if token is None:
+        raise NotAuthenticated("this endpoint needs a signed-in session")
+    if request.method not in _SAFE_METHODS:
+        check_csrf(request, settings)
+    user = await auth_service.authenticate(session, token)
+    request.state.user_id = str(user.id)
+    structlog.contextvars.bind_contextvars(user_id=str(user.id))
+    return user
+
+
+async def require_admin(user: Annotated[User, Depends(get_current_user)]) -> User:
+    if user.role != UserRole.admin:
+        raise AdminRequired("this endpoint is for administrators")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+AdminUser = Annotated[User, Depends(require_admin)]
+
+
+async def user_scope(user: CurrentUser) -> str:
+    return f"user:{user.id}"
+
+
+IdempotencyRequired = idempotency_dependency(required=True, caller=user_scope)
+IdempotencyOptional = idempotency_dependency(required=False, caller=user_scope)
