@@ -114,7 +114,9 @@ def create_admin(email: Annotated[str, typer.Argument(help="The user's email add
 @credits_app.command("grant")
 def grant_credits(
     email: Annotated[str, typer.Argument(help="The user's email address.")],
-    amount: Annotated[int, typer.Argument(help="Credits to add; negative to deduct.")],
+    amount: Annotated[
+        int, typer.Argument(help="Credits to add; negative to deduct (put -- before it).")
+    ],
     reason: Annotated[str, typer.Option(help="Why (kept in the ledger and audit log).")],
     idempotency_key: Annotated[
         str | None, typer.Option(help="Makes re-running the same grant safe.")

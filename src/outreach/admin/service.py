@@ -33,15 +33,12 @@ class AdminService:
         users, cursor = await paginate(
             session, statement, pagination, created_at=User.created_at, id_column=User.id
         )
-        balances = dict(
-            (
-                await session.execute(
-                    select(CreditAccount.user_id, CreditAccount.balance).where(
-                        CreditAccount.user_id.in_([u.id for u in users])
-                    )
-                )
-            ).tuples()
+        rows = await session.execute(
+            select(CreditAccount.user_id, CreditAccount.balance).where(
+                CreditAccount.user_id.in_([u.id for u in users])
+            )
         )
+        balances = {user_id: balance for user_id, balance in rows}
         return [(user, balances.get(user.id, 0)) for user in users], cursor
 
     async def grant_credits(

@@ -50,12 +50,16 @@ class GoogleKeys:
         try:
             response = await self.client.get(self.jwks_url)
             response.raise_for_status()
-            keys = response.json()["keys"]
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            # A malformed JWKS is Google being unavailable, not a 500 of ours.
+            self._keys = {
+                key["kid"]: RSAAlgorithm.from_jwk(key)
+                for key in response.json()["keys"]
+                if key.get("kty") == "RSA"
+            }
+        except (httpx.HTTPError, ValueError, LookupError, TypeError, AttributeError) as exc:
             raise GoogleUnavailable("Google's signing keys could not be fetched") from exc
-        self._keys = {
-            key["kid"]: RSAAlgorithm.from_jwk(key) for key in keys if key.get("kty") == "RSA"
-        }
+        except jwt.PyJWTError as exc:
+            raise GoogleUnavailable("Google's signing keys could not be read") from exc
         match = _MAX_AGE.search(response.headers.get("cache-control", ""))
         self._expires_at = time.monotonic() + (int(match.group(1)) if match else 300)
 
@@ -93,11 +97,12 @@ class GoogleTokenVerifier:
                 key=key,
                 algorithms=["RS256"],
                 audience=self.client_ids,
-                # Expiry is checked below against kit.clock, like every other time.
+                # Times are checked below against kit.clock: PyJWT would use the wall clock.
                 options={
                     "require": ["iss", "aud", "exp", "iat", "sub"],
                     "verify_exp": False,
                     "verify_iat": False,
+                    "verify_nbf": False,
                 },
             )
         except jwt.InvalidAudienceError as exc:
@@ -106,11 +111,7 @@ class GoogleTokenVerifier:
             raise InvalidGoogleToken(f"the token is invalid: {exc}") from exc
         if claims["iss"] not in GOOGLE_ISSUERS:
             raise InvalidGoogleToken("the token was not issued by Google")
-        now = utcnow().timestamp()
-        if not isinstance(claims["exp"], int | float) or claims["exp"] + LEEWAY_SECONDS < now:
-            raise InvalidGoogleToken("the token has expired")
-        if not isinstance(claims["iat"], int | float) or claims["iat"] > now + LEEWAY_SECONDS:
-            raise InvalidGoogleToken("the token was issued in the future")
+        _check_times(claims)
         if claims.get("email_verified") is not True or not claims.get("email"):
             raise InvalidGoogleToken("the Google account's email address is not verified")
         return GoogleIdentity(
@@ -119,3 +120,15 @@ class GoogleTokenVerifier:
             name=claims.get("name"),
             picture=claims.get("picture"),
         )
+
+
+def _check_times(claims: dict[str, Any]) -> None:
+    """``exp``, ``iat`` and ``nbf`` against kit.clock, with a little leeway for skew."""
+    now = utcnow().timestamp()
+    if not isinstance(claims["exp"], int | float) or claims["exp"] + LEEWAY_SECONDS < now:
+        raise InvalidGoogleToken("the token has expired")
+    if not isinstance(claims["iat"], int | float) or claims["iat"] > now + LEEWAY_SECONDS:
+        raise InvalidGoogleToken("the token was issued in the future")
+    not_before = claims.get("nbf", now)
+    if not isinstance(not_before, int | float) or not_before > now + LEEWAY_SECONDS:
+        raise InvalidGoogleToken("the token is not valid yet")

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from outreach.config import Settings
@@ -164,6 +164,13 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         await session.commit()
     await run_after_commit(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_commit_callbacks(session: Session, previous_transaction: Any) -> None:
+    # The outermost transaction rolled back: what was to follow its commit never will.
+    if previous_transaction.parent is None:
+        session.info.pop("after_commit", None)
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[Any]]) -> None:

@@ -1,0 +1,75 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outreach.kit.db import Database, after_commit
+from outreach.models import AuditLog
+
+
+async def test_datetimes_come_back_aware_in_utc(session: AsyncSession) -> None:
+    moment = datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    row = AuditLog(action="test.time", actor_id=None, created_at=moment)
+    session.add(row)
+    await session.flush()
+    session.expunge_all()
+    loaded = await session.scalar(select(AuditLog).where(AuditLog.action == "test.time"))
+    assert loaded is not None
+    assert loaded.created_at == moment
+    assert loaded.created_at.tzinfo == UTC
+
+
+async def test_naive_datetimes_are_refused(session: AsyncSession) -> None:
+    session.add(AuditLog(action="test.naive", actor_id=None, created_at=datetime(2026, 1, 1)))
+    with pytest.raises(Exception, match="naive"):
+        await session.flush()
+
+
+class TestAfterCommit:
+    async def test_runs_after_commit(self, database: Database) -> None:
+        ran: list[str] = []
+
+        async def note() -> None:
+            ran.append("yes")
+
+        async with database.session() as session:
+            after_commit(session, note)
+            assert ran == []
+        assert ran == ["yes"]
+
+    async def test_dropped_when_the_block_raises(self, database: Database) -> None:
+        ran: list[str] = []
+
+        async def note() -> None:
+            ran.append("yes")
+
+        with pytest.raises(RuntimeError):
+            async with database.session() as session:
+                after_commit(session, note)
+                raise RuntimeError("boom")
+        assert ran == []
+
+    async def test_dropped_after_an_explicit_rollback(self, database: Database) -> None:
+        ran: list[str] = []
+
+        async def note() -> None:
+            ran.append("yes")
+
+        async with database.session() as session:
+            await session.execute(select(1))
+            after_commit(session, note)
+            await session.rollback()
+        assert ran == []
+
+    async def test_kept_when_only_a_savepoint_rolls_back(self, database: Database) -> None:
+        ran: list[str] = []
+
+        async def note() -> None:
+            ran.append("yes")
+
+        async with database.session() as session:
+            after_commit(session, note)
+            savepoint = await session.begin_nested()
+            await savepoint.rollback()
+        assert ran == ["yes"]
