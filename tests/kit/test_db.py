@@ -44,10 +44,13 @@ class TestAfterCommit:
         async def note() -> None:
             ran.append("yes")
 
-        with pytest.raises(RuntimeError):
+        async def fail() -> None:
             async with database.session() as session:
                 after_commit(session, note)
                 raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await fail()
         assert ran == []
 
     async def test_dropped_after_an_explicit_rollback(self, database: Database) -> None:

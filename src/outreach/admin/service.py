@@ -38,7 +38,7 @@ class AdminService:
                 CreditAccount.user_id.in_([u.id for u in users])
             )
         )
-        balances = {user_id: balance for user_id, balance in rows}
+        balances: dict[uuid.UUID, int] = dict(rows.all())
         return [(user, balances.get(user.id, 0)) for user in users], cursor
 
     async def grant_credits(
