@@ -20,12 +20,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from outreach.app import create_app
-from outreach.config import Environment, Settings
+from outreach.config import Environment, Settings, use_settings
 from outreach.kit import jobs
 from outreach.kit.clock import Clock, clock
 from outreach.kit.db import Base, Database, create_engine
 from outreach.migrations.runner import upgrade
 from outreach.models import User
+from tests.fakes.google import FAKE_CLIENT_ID, FakeGoogle
+
+pytest_plugins = ["tests.fakes.google"]
 
 TEST_DATABASE_URL = os.environ.get("OUTREACH_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL")
@@ -61,7 +64,7 @@ async def database_url(worker_tmp: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, worker_tmp: Path) -> Settings:
+def settings(database_url: str, worker_tmp: Path, fake_google_server: FakeGoogle) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         env=Environment.testing,
@@ -75,7 +78,17 @@ def settings(database_url: str, worker_tmp: Path) -> Settings:
         cors_origins=["http://testserver"],
         max_body_bytes=1024 * 1024,
         enable_dev_login=True,
+        google_jwks_url=fake_google_server.jwks_url,
+        google_client_ids=[FAKE_CLIENT_ID],
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def active_settings(settings: Settings) -> Iterator[Settings]:
+    """Services read ``get_settings()``; in tests that is the test settings."""
+    use_settings(settings)
+    yield settings
+    use_settings(None)
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,7 @@ def scheduler() -> None:
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "heads",
 ) -> None:
     """Upgrade the database schema to REVISION (default: the newest)."""
     from outreach.migrations.runner import upgrade

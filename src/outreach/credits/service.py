@@ -5,8 +5,9 @@ never goes below zero, and an idempotency key makes each entry happen once."""
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.kit.clock import utcnow
@@ -22,6 +23,13 @@ class InsufficientCredits(PaymentRequired):
 
 class LedgerKeyReused(Conflict):
     code, title = "idempotency_key_reused", "Ledger idempotency key used for another entry"
+
+
+# Table-level statements on the hot path: the same SQL as the ORM would send,
+# for a fraction of the Python work (bench/credits_debit.py measures it).
+_ledger = cast(Table, LedgerEntry.__table__)
+_accounts = cast(Table, CreditAccount.__table__)
+_ENTRY_COLUMNS = [column.key for column in _ledger.columns]
 
 
 class CreditService:
@@ -51,68 +59,75 @@ class CreditService:
     ) -> LedgerEntry:
         """Apply ``delta`` to the user's balance once per ``idempotency_key``.
 
-        Inside a savepoint of the caller's transaction: the key is claimed first
-        (``INSERT … ON CONFLICT DO NOTHING``), so a replay returns the first entry
-        even when the balance is now too low; then a guarded ``UPDATE … WHERE
-        balance + delta >= 0``. Raises :class:`InsufficientCredits` (402) and
-        changes nothing when the balance is short.
+        The common path is two statements, as cheap as hand-written SQL: a
+        guarded ``UPDATE … WHERE balance + delta >= 0 RETURNING balance`` and an
+        ``INSERT … ON CONFLICT (idempotency_key) DO NOTHING``. When the key was
+        already used, the balance move is undone in the same transaction and the
+        first entry is returned, even when the balance is now too low. A short
+        balance raises :class:`InsufficientCredits` (402) having written
+        nothing, so a caller may catch it and carry on.
         """
-        async with session.begin_nested():
-            claimed = await session.scalar(
-                dialect_insert(session)(LedgerEntry)
-                .values(
-                    id=uuid.uuid4(),
-                    created_at=utcnow(),
-                    user_id=user_id,
-                    delta=delta,
-                    reason=reason,
-                    ref=ref,
-                    idempotency_key=idempotency_key,
-                    balance_after=0,
-                )
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                .returning(LedgerEntry.id)
+        balance = await self._move_balance(session, user_id, delta)
+        if balance is None:
+            replayed = await self._find_entry(session, idempotency_key)
+            if replayed is not None:
+                return self._check_replay(replayed, user_id, delta)
+            available = await self.get_balance(session, user_id=user_id)
+            raise InsufficientCredits(
+                f"this needs {-delta} credits and you have {available}",
+                required=-delta,
+                available=available,
             )
-            if claimed is None:
-                return await self._replay(session, user_id, delta, idempotency_key)
-            balance = await self._move_balance(session, user_id, delta)
-            if balance is None:
-                available = await self.get_balance(session, user_id=user_id)
-                raise InsufficientCredits(
-                    f"this needs {-delta} credits and you have {available}",
-                    required=-delta,
-                    available=available,
-                )
+        entry = LedgerEntry(
+            id=uuid.uuid4(),
+            created_at=utcnow(),
+            user_id=user_id,
+            delta=delta,
+            reason=reason,
+            ref=ref,
+            idempotency_key=idempotency_key,
+            balance_after=balance,
+        )
+        inserted = await session.scalar(
+            dialect_insert(session)(_ledger)
+            .values({column: getattr(entry, column) for column in _ENTRY_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(_ledger.c.id)
+        )
+        if inserted is None:
+            # The key was used before (or by a concurrent request that committed
+            # first): put the balance back and answer with the first entry.
             await session.execute(
-                update(LedgerEntry).where(LedgerEntry.id == claimed).values(balance_after=balance)
+                update(_accounts)
+                .where(_accounts.c.user_id == user_id)
+                .values(balance=_accounts.c.balance - delta)
             )
-        entry = await session.get(LedgerEntry, claimed, populate_existing=True)
-        assert entry is not None
+            replayed = await self._find_entry(session, idempotency_key)
+            assert replayed is not None
+            return self._check_replay(replayed, user_id, delta)
         return entry
 
     async def _move_balance(
         self, session: AsyncSession, user_id: uuid.UUID, delta: int
     ) -> int | None:
         statement = (
-            update(CreditAccount)
-            .where(CreditAccount.user_id == user_id, CreditAccount.balance + delta >= 0)
-            .values(balance=CreditAccount.balance + delta, updated_at=utcnow())
-            .returning(CreditAccount.balance)
-            .execution_options(synchronize_session=False)
+            update(_accounts)
+            .where(_accounts.c.user_id == user_id, _accounts.c.balance + delta >= 0)
+            .values(balance=_accounts.c.balance + delta, updated_at=utcnow())
+            .returning(_accounts.c.balance)
         )
-        balance = await session.scalar(statement)
+        balance: int | None = await session.scalar(statement)
         if balance is None and await session.get(CreditAccount, user_id) is None:
             await self.open_account(session, user_id=user_id)
             balance = await session.scalar(statement)
         return balance
 
-    async def _replay(
-        self, session: AsyncSession, user_id: uuid.UUID, delta: int, key: str
-    ) -> LedgerEntry:
-        entry = await session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
-        assert entry is not None
+    async def _find_entry(self, session: AsyncSession, key: str) -> LedgerEntry | None:
+        return await session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+
+    def _check_replay(self, entry: LedgerEntry, user_id: uuid.UUID, delta: int) -> LedgerEntry:
         if entry.user_id != user_id or entry.delta != delta:
-            raise LedgerKeyReused(f"ledger key {key!r} already names another entry")
+            raise LedgerKeyReused(f"ledger key {entry.idempotency_key!r} names another entry")
         return entry
 
     async def list_entries(
