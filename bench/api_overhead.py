@@ -12,7 +12,9 @@ Each app runs in its own uvicorn process (127.0.0.1, a free port, the same
 request is paid for (rendered as JSON, as in production, into a temporary file).
 Load comes from a separate process holding several keep-alive connections.
 Rounds alternate bare, project, bare, project, ... after a warm-up, and the
-medians are compared because the machine is shared and noisy.
+medians are compared because the machine is shared and noisy. As a cross-check
+that other processes hardly disturb, the server CPU time per request of each
+app is printed too (Linux ``/proc``).
 
 Target: project rps / bare rps >= 0.5. Prints PASS or FAIL; exits 1 on FAIL.
 

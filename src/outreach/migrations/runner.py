@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent
 
@@ -21,7 +22,14 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+def _ensure_sqlite_folder(database_url: str) -> None:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def upgrade(database_url: str, revision: str = "heads") -> None:
+    _ensure_sqlite_folder(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 
