@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from outreach import tasks  # noqa: F401 - registers every job before a broker is built
 from outreach.api import api_router
@@ -44,7 +45,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     broker = jobs.create_broker(settings)
     jobs.set_broker(broker)
-    await broker.startup()
+    try:
+        await broker.startup()
+    except (RedisError, OSError) as exc:
+        # Start anyway: /ready reports Redis down, and enqueueing recovers with it.
+        log.error("job broker unavailable at start-up", error=str(exc))
     scheduler_task: asyncio.Task[None] | None = None
     if settings.redis_url is None and settings.embedded_scheduler:
         from taskiq.api import run_scheduler_task

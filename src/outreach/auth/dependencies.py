@@ -52,6 +52,9 @@ def check_origin(request: Request, settings: Settings) -> None:
     allowed = {o.rstrip("/") for o in settings.cors_origins}
     if own := _origin(settings.base_url):
         allowed.add(own)
+    # Same-origin requests (the API's own /docs page) are never cross-site.
+    if here := _origin(str(request.base_url)):
+        allowed.add(here)
     origin = request.headers.get("origin")
     if origin is None and (referer := request.headers.get("referer")):
         origin = _origin(referer)
