@@ -9,6 +9,7 @@ from outreach.config import Settings
 from outreach.credits.endpoints import router as credits_router
 from outreach.kit.idempotency import IdempotentRoute
 from outreach.referral.endpoints import router as referral_router
+from outreach.template.endpoints import router as template_router
 
 
 def api_router(settings: Settings) -> APIRouter:
@@ -20,4 +21,5 @@ def api_router(settings: Settings) -> APIRouter:
     router.include_router(credits_router)
     router.include_router(referral_router)
     router.include_router(admin_router)
+    router.include_router(template_router)
     return router

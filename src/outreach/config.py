@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     referral_reward_credits: int | None = None
     referral_max_rewards_per_30_days: int = 10
 
+    # Templates
+    # The footer every campaign email ends with; {url} is the recipient's own link.
+    unsubscribe_footer_text: str = (
+        "You are receiving this because I reached out to you personally. "
+        "If you would rather not hear from me, unsubscribe here: {url}"
+    )
+
     sentry_dsn: SecretStr | None = None
 
     @field_validator("cors_origins", "google_client_ids", mode="before")

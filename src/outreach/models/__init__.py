@@ -8,6 +8,7 @@ from outreach.models.idempotency_key import IdempotencyKey
 from outreach.models.ledger_entry import LedgerEntry, LedgerReason
 from outreach.models.rate_limit_bucket import RateLimitBucket
 from outreach.models.referral_reward import ReferralReward
+from outreach.models.template import Template, TemplateVersion
 from outreach.models.user import User, UserRole
 from outreach.models.user_session import UserSession
 
@@ -21,6 +22,8 @@ __all__ = [
     "LedgerReason",
     "RateLimitBucket",
     "ReferralReward",
+    "Template",
+    "TemplateVersion",
     "User",
     "UserRole",
     "UserSession",

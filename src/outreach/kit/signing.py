@@ -1,0 +1,65 @@
+"""Signed, tamper-evident tokens (HMAC-SHA256 over a JSON payload).
+
+Each token names its ``purpose`` so a token made for one use (an unsubscribe
+link) is never accepted for another (an OAuth state). The key is derived from
+``OUTREACH_SECRET_KEY`` per purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime
+from typing import Any
+
+from outreach.kit.clock import utcnow
+
+
+class InvalidSignature(ValueError):
+    """The token was altered, made for another purpose, or has expired."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _key(secret: str, purpose: str) -> bytes:
+    return hmac.new(
+        secret.encode(), f"outreach-signing:{purpose}".encode(), hashlib.sha256
+    ).digest()
+
+
+def sign(
+    payload: dict[str, Any], *, secret: str, purpose: str, expires_at: datetime | None = None
+) -> str:
+    """A URL-safe token carrying ``payload``; verify it with :func:`unsign`."""
+    body = dict(payload)
+    if expires_at is not None:
+        body["_exp"] = int(expires_at.timestamp())
+    encoded = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+    mac = hmac.new(_key(secret, purpose), encoded.encode(), hashlib.sha256).digest()[:20]
+    return f"{encoded}.{_b64(mac)}"
+
+
+def unsign(token: str, *, secret: str, purpose: str) -> dict[str, Any]:
+    """The payload of a token made by :func:`sign` for ``purpose``; raises InvalidSignature."""
+    try:
+        encoded, mac = token.split(".", 1)
+        expected = hmac.new(_key(secret, purpose), encoded.encode(), hashlib.sha256).digest()[:20]
+        if not hmac.compare_digest(_unb64(mac), expected):
+            raise InvalidSignature("bad signature")
+        payload = json.loads(_unb64(encoded))
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidSignature("malformed token") from exc
+    if not isinstance(payload, dict):
+        raise InvalidSignature("malformed token")
+    expires = payload.pop("_exp", None)
+    if expires is not None and utcnow().timestamp() > expires:
+        raise InvalidSignature("expired token")
+    return payload

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+MAX_BODY = 50_000
+
+
+class TemplateCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    subject: str = Field(min_length=1, max_length=1000)
+    body_text: str = Field(min_length=1, max_length=MAX_BODY)
+    body_html: str | None = Field(default=None, max_length=MAX_BODY)
+
+
+class TemplateUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    subject: str | None = Field(default=None, min_length=1, max_length=1000)
+    body_text: str | None = Field(default=None, min_length=1, max_length=MAX_BODY)
+    body_html: str | None = Field(default=None, max_length=MAX_BODY)
+
+
+class TemplateOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    version: int
+    subject: str
+    body_text: str
+    body_html: str | None
+    variables: list[str] = Field(description="Every variable the template uses")
+    required_variables: list[str] = Field(
+        description="Variables used without a default(): a recipient without them is skipped"
+    )
+    source: str = Field(description="manual, built-in (the deterministic writer) or llm:<model>")
+    created_at: datetime
+    updated_at: datetime
+
+
+class RenderRequest(BaseModel):
+    sample: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Recipient fields (first_name, company, custom columns…); "
+        "missing ones use built-in sample data",
+    )
+    sender: dict[str, str | None] | None = Field(
+        default=None, description="sender.* values; default: your own profile"
+    )
+
+
+class RenderedOut(BaseModel):
+    subject: str
+    text: str
+    html: str | None
+    context: dict[str, object] = Field(description="The variables the render saw")
+
+
+class VariableInfo(BaseModel):
+    name: str
+    source: str = Field(description="recipient, list column, or sender")
+    example: str | None = None
+
+
+class VariablesOut(BaseModel):
+    variables: list[VariableInfo]
+    filters: list[str]
