@@ -28,7 +28,7 @@ from outreach.migrations.runner import upgrade
 from outreach.models import User
 from tests.fakes.google import FAKE_CLIENT_ID, FakeGoogle
 
-pytest_plugins = ["tests.fakes.google"]
+pytest_plugins = ["tests.fakes.google", "tests.fakes.gmail", "tests.fakes.openai"]
 
 TEST_DATABASE_URL = os.environ.get("OUTREACH_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL")
@@ -73,6 +73,9 @@ def settings(database_url: str, worker_tmp: Path, fake_google_server: FakeGoogle
         redis_url=None,
         storage_path=worker_tmp / "storage",
         embedded_scheduler=False,
+        jobs_inline=True,
+        parsing_workers=1,
+        send_concurrency=1,  # test sessions share one connection; real runs send in parallel
         job_retry_base_seconds=0.01,
         base_url="http://testserver",
         cors_origins=["http://testserver"],

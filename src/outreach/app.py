@@ -26,7 +26,11 @@ from outreach.kit.health import router as health_router
 from outreach.kit.idempotency import IdempotentRoute
 from outreach.kit.logging import configure_logging, get_logger
 from outreach.kit.middleware import RequestContextMiddleware
+from outreach.kit.parsing_pool import ParsingPool, clear_parsing_pool, set_parsing_pool
 from outreach.kit.storage import create_storage
+from outreach.llm.service import llm_service
+from outreach.mailbox.http import close_google_http
+from outreach.payment.gateway import razorpay_clients
 
 log = get_logger("outreach.app")
 
@@ -38,6 +42,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     set_database(database)
     app.state.storage = create_storage(settings)
+    app.state.parsing_pool = ParsingPool.from_settings(settings)
+    app.state.parsing_pool.start()  # workers up before the first upload
+    set_parsing_pool(app.state.parsing_pool)
     app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     google_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
     app.state.google_verifier = GoogleTokenVerifier(
@@ -67,6 +74,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs.set_broker(None)
         await google_http.aclose()
         await app.state.storage.close()
+        clear_parsing_pool(app.state.parsing_pool)
+        await app.state.parsing_pool.stop()
+        await llm_service.aclose()
+        await close_google_http()
+        await razorpay_clients.aclose()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         if app.state.owns_database:

@@ -139,3 +139,15 @@ def grant_credits(
         typer.echo(asyncio.run(_with_session(grant)))
     except AppError as exc:
         _fail(exc)
+
+
+@app.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt stored mailbox secrets with the first key of OUTREACH_ENCRYPTION_KEYS."""
+    from outreach.mailbox.service import mailbox_service
+
+    async def rotate(session: AsyncSession) -> str:
+        count = await mailbox_service.rotate_keys(session)
+        return f"re-encrypted {count} secrets with the newest key"
+
+    typer.echo(asyncio.run(_with_session(rotate)))

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     job_max_retries: int = 3
     job_queue_name: str = "outreach"
     embedded_scheduler: bool = True  # run periodic jobs inside the API when no Redis
+    # Embedded broker only: run each job to completion when it is sent (tests use this
+    # so jobs never run beside the request that sent them).
+    jobs_inline: bool = False
     job_retry_base_seconds: float = 2.0
 
     # Accounts
@@ -69,12 +72,114 @@ class Settings(BaseSettings):
     referral_reward_credits: int | None = None
     referral_max_rewards_per_30_days: int = 10
 
+    # Mailboxes
+    gmail_client_id: str | None = None  # None: the first of OUTREACH_GOOGLE_CLIENT_IDS
+    gmail_client_secret: SecretStr | None = None
+    gmail_redirect_url: str | None = None  # None: <base_url>/v1/gmail/callback
+    google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    google_revoke_url: str = "https://oauth2.googleapis.com/revoke"
+    gmail_api_url: str = "https://gmail.googleapis.com"
+    gmail_quota_units_per_second: int = 250  # per mailbox and process (Gmail: 250/user/s)
+    gmail_max_retries: int = 4
+    gmail_retry_base_seconds: float = 0.5
+    gmail_timeout_seconds: float = 30.0
+    frontend_url: str | None = None  # None: the API's own /docs
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    allow_outbox_mailboxes: bool | None = None  # None: in development only
+    outbox_path: Path = Path("var/outbox")
+    smtp_allow_private_hosts: bool | None = None  # None: in development only
+    smtp_timeout_seconds: float = 20.0
+    smtp_ca_file: Path | None = None  # extra CA bundle for SMTP servers with a private CA
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _comma_separated_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    # Payments (Razorpay; without a key id and secret, /v1/payments answers 503)
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: SecretStr | None = None
+    # Comma-separated: during a rotation both the old and new webhook secret verify.
+    razorpay_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    razorpay_api_url: str = "https://api.razorpay.com"
+    razorpay_timeout_seconds: float = 10.0
+    razorpay_max_attempts: int = 3  # attempts per API call; retried on 5xx and network errors
+    razorpay_retry_base_seconds: float = 0.5
+    razorpay_checkout_name: str = "Outreach"
+    payment_reconcile_after_minutes: int = 15
+    payment_order_expiry_hours: int = 24
+
+    @field_validator("razorpay_webhook_secrets", mode="before")
+    @classmethod
+    def _comma_separated_webhook_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.razorpay_key_id and self.razorpay_key_secret)
+
+    # Recipients (lists, imports, verification, enrichment, suppressions)
+    recipient_upload_max_bytes: int = 20 * 1024 * 1024
+    recipient_import_max_rows: int = 100_000
+    recipient_import_batch_rows: int = 2_000
+    recipient_max_cell_bytes: int = 32 * 1024  # a longer cell is a per-row error
+    recipient_xlsx_max_uncompressed_bytes: int = 200 * 1024 * 1024  # zip bomb guard
+    recipient_parse_timeout_seconds: float = 120.0  # per parsing step; the worker is killed
+    # "host" or "host:port", comma-separated; empty: the system's resolv.conf
+    dns_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dns_timeout_seconds: float = 3.0
+    dns_concurrency: int = 50
+    dns_cache_ttl_seconds: int = 24 * 3600
+    dns_negative_cache_ttl_seconds: int = 3600
+    verify_cache_ttl_hours: int = 7 * 24  # a repeat single verify within this is free
+    verify_bulk_max_emails: int = 10_000
+    verify_batch_size: int = 500
+    smtp_probe_enabled: bool = False  # RCPT probe from jobs only; port 25 is often blocked
+    smtp_probe_port: int = 25
+    smtp_probe_helo: str = "localhost"
+    smtp_probe_from: str = "probe@localhost"
+    smtp_probe_timeout_seconds: float = 10.0
+    enrich_max_candidates: int = 3  # addresses returned (and held for) per company
+    enrich_max_companies: int = 1_000
+    enrich_inline_max_companies: int = 5  # more than this runs as a background job
+
+    @field_validator("dns_nameservers", mode="before")
+    @classmethod
+    def _comma_separated_nameservers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
     # Templates
     # The footer every campaign email ends with; {url} is the recipient's own link.
     unsubscribe_footer_text: str = (
         "You are receiving this because I reached out to you personally. "
         "If you would rather not hear from me, unsubscribe here: {url}"
     )
+
+    # Resumes, the parsing pool and the LLM
+    resume_max_bytes: int = 5 * 1024 * 1024
+    resume_free_analyses_per_30_days: int | None = None  # None: credits/pricing.py
+    parsing_workers: int = 2  # pre-started processes parsing uploaded files
+    parsing_timeout_seconds: float = 20.0  # a worker past this is killed and replaced
+    parsing_memory_limit_mb: int = 1024  # address space of a worker; 0: no limit
+    llm_base_url: str | None = None  # any OpenAI-compatible API, e.g. https://api.openai.com/v1
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = 30.0
+    llm_max_retries: int = 2  # on 429, 5xx and connection errors
+
+    # Campaigns
+    # An address whose mail the operator processes as unsubscribe requests; when set it
+    # is offered in List-Unsubscribe beside the one-click link.
+    unsubscribe_mailto: str | None = None
+    # How many emails one worker sends at the same time (each waits on the network).
+    send_concurrency: int = 20
 
     sentry_dsn: SecretStr | None = None
 

@@ -9,6 +9,10 @@ from outreach.config import Settings, check_settings, get_settings
 from outreach.kit import jobs
 from outreach.kit.db import Database, set_database
 from outreach.kit.logging import configure_logging, get_logger
+from outreach.kit.parsing_pool import ParsingPool, clear_parsing_pool, set_parsing_pool
+from outreach.llm.service import llm_service
+from outreach.mailbox.http import close_google_http
+from outreach.payment.gateway import razorpay_clients
 
 log = get_logger("outreach.worker")
 
@@ -28,6 +32,9 @@ async def run_worker(*, max_async_tasks: int = 50) -> None:
     _require_redis(settings, "worker")
     database = Database.from_settings(settings)
     set_database(database)
+    pool = ParsingPool.from_settings(settings)  # imports parse untrusted files in it
+    pool.start()
+    set_parsing_pool(pool)
     broker = jobs.create_broker(settings)
     jobs.set_broker(broker)
     # Set before startup (as taskiq's own CLI does), so worker start-up hooks run.
@@ -38,6 +45,11 @@ async def run_worker(*, max_async_tasks: int = 50) -> None:
         await run_receiver_task(broker, max_async_tasks=max_async_tasks)
     finally:
         await broker.shutdown()
+        await close_google_http()
+        await razorpay_clients.aclose()
+        await llm_service.aclose()
+        clear_parsing_pool(pool)
+        await pool.stop()
         await database.dispose()
 
 

@@ -26,7 +26,6 @@ from outreach.kit.clock import Clock
 from tests.fakes.google import FAKE_CLIENT_ID, UNPUBLISHED_KID, FakeGoogle, SigningKey
 
 # Until tests/conftest.py registers the fake for the whole suite.
-pytest_plugins = ["tests.fakes.google"]
 
 OTHER_CLIENT_ID = "other-client-id.apps.googleusercontent.com"
 LEEWAY = timedelta(seconds=LEEWAY_SECONDS)

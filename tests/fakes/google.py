@@ -117,7 +117,10 @@ class FakeGoogle:
         self.reset()
 
     def _routes(self) -> list[BaseRoute]:
-        return [Route(CERTS_PATH, self._certs, methods=["GET"])]
+        from tests.fakes.google_oauth import FakeGoogleOAuth
+
+        # The OAuth endpoints (mailboxes): consent redirect, /token, /revoke.
+        return [Route(CERTS_PATH, self._certs, methods=["GET"]), *FakeGoogleOAuth(self).routes()]
 
     def reset(self) -> None:
         """Back to one published key, default caching, no failures, zero counters."""
@@ -127,6 +130,9 @@ class FakeGoogle:
         self.jwks_status = 200
         self.jwks_body: Any = None  # when set, served instead of the real JWKS
         self.jwks_fetches = 0
+        from tests.fakes.google_oauth import FakeGoogleOAuth
+
+        self.oauth = FakeGoogleOAuth(self)  # codes, grants and tokens of the OAuth endpoints
 
     # -- the server ---------------------------------------------------------------
 

@@ -25,6 +25,17 @@ class Onboarding(BaseModel):
     )
 
 
+class MailboxProblem(BaseModel):
+    """A mailbox that cannot send (revoked or failing): reconnect or fix it."""
+
+    mailbox_id: uuid.UUID
+    address: str
+    provider: str
+    status: str
+    reason: str | None
+    since: datetime | None
+
+
 class Me(BaseModel):
     id: uuid.UUID
     email: str
@@ -35,6 +46,9 @@ class Me(BaseModel):
     referral_code: str | None
     created_at: datetime
     onboarding: Onboarding
+    mailbox_problems: list[MailboxProblem] = Field(
+        default_factory=list, description="Mailboxes that need attention (e.g. reconnect Gmail)"
+    )
 
 
 class SignInResult(Me):

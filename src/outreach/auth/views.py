@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.auth.schemas import Me, Onboarding
+from outreach.auth.schemas import MailboxProblem, Me, Onboarding
 from outreach.credits.service import credit_service
 from outreach.models import User
 
@@ -19,8 +19,19 @@ def register_onboarding_flag(name: str, probe: OnboardingFlag) -> None:
     _flags[name] = probe
 
 
+MailboxProblemsProbe = Callable[[AsyncSession, User], Awaitable[list[MailboxProblem]]]
+_mailbox_problems: list[MailboxProblemsProbe] = []
+
+
+def register_mailbox_problems(probe: MailboxProblemsProbe) -> None:
+    """The mailbox domain reports mailboxes needing attention in ``/v1/auth/me``."""
+    if probe not in _mailbox_problems:
+        _mailbox_problems.append(probe)
+
+
 async def me_view(session: AsyncSession, user: User) -> Me:
     flags = {name: await probe(session, user) for name, probe in _flags.items()}
+    problems = [problem for probe in _mailbox_problems for problem in await probe(session, user)]
     return Me(
         id=user.id,
         email=user.email,
@@ -35,4 +46,5 @@ async def me_view(session: AsyncSession, user: User) -> Me:
             referral_applied=user.referred_by_id is not None,
             flags=flags,
         ),
+        mailbox_problems=problems,
     )

@@ -46,7 +46,8 @@ class GCSStorage(Storage):
         # loop, and create_storage() may run before there is one.
         if self._client is None:
             self._session = aiohttp.ClientSession()
-            self._client = GCSClient(session=self._session)
+            # gcloud-aio types its session as requests.Session when requests is installed.
+            self._client = GCSClient(session=self._session)  # type: ignore[arg-type]
         return self._client
 
     def _stream_timeout(self) -> int:

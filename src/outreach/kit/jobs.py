@@ -143,7 +143,7 @@ def create_broker(settings: Settings) -> AsyncBroker:
 
         broker = RedisStreamBroker(settings.redis_url, queue_name=settings.job_queue_name)
     else:
-        broker = InMemoryBroker(max_stored_results=1000)
+        broker = InMemoryBroker(max_stored_results=1000, await_inplace=settings.jobs_inline)
     broker.add_middlewares(
         JobContextMiddleware(),
         RetryMiddleware(

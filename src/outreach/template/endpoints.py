@@ -5,17 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
-from outreach.auth.dependencies import CurrentUser
+from outreach.auth.dependencies import CurrentUser, IdempotencyOptional
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import problem_responses
-from outreach.kit.idempotency import IdempotentRoute
+from outreach.kit.idempotency import HEADER, IdempotentRoute
 from outreach.kit.pagination import Page, PaginationDep
 from outreach.models import Template, TemplateVersion
+from outreach.template.generation import GenerateRequest, charge_key, template_generator
 from outreach.template.profile import sender_profile
 from outreach.template.sandbox import FILTERS
 from outreach.template.schemas import (
+    GeneratedOut,
     RenderedOut,
     RenderRequest,
     TemplateCreate,
@@ -24,7 +26,7 @@ from outreach.template.schemas import (
     VariableInfo,
     VariablesOut,
 )
-from outreach.template.service import template_service
+from outreach.template.service import check_content, template_service
 from outreach.template.variables import available_variables
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"], route_class=IdempotentRoute)
@@ -66,6 +68,43 @@ async def create_template(
 ) -> TemplateOut:
     template, version = await template_service.create(session, user=user, data=body)
     return template_out(template, version)
+
+
+@router.post(
+    "/generate",
+    summary="Write a draft with AI (or the built-in writer); charged per pricing",
+    dependencies=[IdempotencyOptional],
+    responses=problem_responses(400, 401, 402, 403, 404, 422, 503),
+)
+async def generate_template(
+    body: GenerateRequest, request: Request, user: CurrentUser, session: SessionDep
+) -> GeneratedOut:
+    draft, writer, strengths, charged = await template_generator.generate(
+        session, user=user, request=body, charge_key=charge_key(user, request.headers.get(HEADER))
+    )
+    shape = check_content(draft.subject, draft.body_text, None)
+    saved = None
+    if body.save_as:
+        template, version = await template_service.create(
+            session,
+            user=user,
+            data=TemplateCreate(
+                name=body.save_as, subject=draft.subject, body_text=draft.body_text
+            ),
+            source="built-in" if writer.startswith("built-in") else writer,
+        )
+        saved = template_out(template, version)
+    return GeneratedOut(
+        subject=draft.subject,
+        body_text=draft.body_text,
+        writer=writer,
+        variables=shape.variables,
+        required_variables=shape.required,
+        skills_used=strengths.skills,
+        resume_id=strengths.resume_id,
+        charged_credits=charged,
+        template=saved,
+    )
 
 
 @router.get(

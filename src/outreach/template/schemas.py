@@ -65,3 +65,15 @@ class VariableInfo(BaseModel):
 class VariablesOut(BaseModel):
     variables: list[VariableInfo]
     filters: list[str]
+
+
+class GeneratedOut(BaseModel):
+    subject: str
+    body_text: str
+    writer: str = Field(description="built-in (deterministic, no AI) or llm:<model>")
+    variables: list[str]
+    required_variables: list[str]
+    skills_used: list[str] = Field(description="Resume skills the draft leans on")
+    resume_id: uuid.UUID | None
+    charged_credits: int
+    template: TemplateOut | None = Field(description="The saved template, when save_as was given")

@@ -1,0 +1,143 @@
+"""Who a campaign goes to, who is left out and why, and what each email says."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outreach.kit.clock import utcnow
+from outreach.models import Recipient, User
+from outreach.models.campaign import FINAL_EMAIL_STATUSES, Campaign, EmailStatus, ScheduledEmail
+from outreach.models.recipient import VerificationStatus
+from outreach.models.template import TemplateVersion
+from outreach.recipient.addresses import is_free_mail
+from outreach.recipient.suppression import suppression_service
+from outreach.template.profile import sender_profile
+from outreach.template.rendering import RenderedEmail
+from outreach.template.service import MissingTemplateVariables, template_service
+
+
+class SkipReason:
+    duplicate = "duplicate"
+    suppressed = "suppressed"
+    undeliverable = "undeliverable"
+    missing_variable = "missing_variable"
+    recently_emailed = "recently_emailed"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    recipient: Recipient
+    rendered: RenderedEmail
+    company_domain: str | None
+
+
+@dataclass
+class Audience:
+    to_send: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[str, str, str | None]] = field(
+        default_factory=list
+    )  # email, reason, detail
+
+    @property
+    def skipped_counts(self) -> dict[str, int]:
+        return dict(Counter(reason for _, reason, _ in self.skipped))
+
+
+def company_domain(email: str) -> str | None:
+    """The company an address belongs to; free-mail addresses belong to none."""
+    domain = email.rsplit("@", 1)[-1].lower()
+    return None if is_free_mail(domain) else domain
+
+
+async def campaign_recipients(session: AsyncSession, campaign: Campaign) -> list[Recipient]:
+    statement = select(Recipient).where(Recipient.user_id == campaign.user_id)
+    if campaign.list_id is not None:
+        statement = statement.where(Recipient.list_id == campaign.list_id)
+    else:
+        ids = [uuid.UUID(i) for i in campaign.recipient_ids]
+        statement = statement.where(Recipient.id.in_(ids))
+    return list((await session.scalars(statement.order_by(Recipient.position, Recipient.id))).all())
+
+
+async def _recently_emailed(
+    session: AsyncSession, campaign: Campaign, emails: set[str]
+) -> set[str]:
+    """Addresses this user emailed (or has in flight) in the last N days, elsewhere."""
+    if not emails or campaign.skip_recently_emailed_days == 0:
+        return set()
+    since = utcnow() - timedelta(days=campaign.skip_recently_emailed_days)
+    rows = await session.scalars(
+        select(ScheduledEmail.to_address).where(
+            ScheduledEmail.user_id == campaign.user_id,
+            ScheduledEmail.campaign_id != campaign.id,
+            ScheduledEmail.to_address.in_(emails),
+            (ScheduledEmail.sent_at >= since)
+            | ScheduledEmail.status.not_in([s.value for s in FINAL_EMAIL_STATUSES]),
+        )
+    )
+    return set(rows)
+
+
+def recipient_fields(recipient: Recipient) -> dict[str, object]:
+    return {
+        "email": recipient.email,
+        "first_name": recipient.first_name,
+        "last_name": recipient.last_name,
+        "full_name": recipient.name,
+        "company": recipient.company,
+        "title": recipient.title,
+    }
+
+
+async def build_audience(
+    session: AsyncSession, *, campaign: Campaign, user: User, version: TemplateVersion
+) -> Audience:
+    """Every recipient either rendered and ready to send, or skipped with a reason."""
+    recipients = await campaign_recipients(session, campaign)
+    addresses = {r.email for r in recipients}
+    suppressed = await suppression_service.suppressed_among(
+        session, user_id=campaign.user_id, emails=addresses
+    )
+    recent = await _recently_emailed(session, campaign, addresses)
+    sender = await sender_profile(session, user=user)
+    audience = Audience()
+    seen: set[str] = set()
+    for recipient in recipients:
+        email = recipient.email
+        if email in seen:
+            audience.skipped.append((email, SkipReason.duplicate, None))
+            continue
+        seen.add(email)
+        if email in suppressed:
+            audience.skipped.append((email, SkipReason.suppressed, None))
+            continue
+        if recipient.verification_status == VerificationStatus.undeliverable:
+            audience.skipped.append((email, SkipReason.undeliverable, None))
+            continue
+        if email in recent:
+            audience.skipped.append((email, SkipReason.recently_emailed, None))
+            continue
+        try:
+            rendered, _ = template_service.render_for(
+                version,
+                sender_id=campaign.user_id,
+                recipient=recipient_fields(recipient),
+                custom_fields=recipient.custom_fields,
+                sender=sender,
+                campaign_id=campaign.id,
+            )
+        except MissingTemplateVariables as exc:
+            audience.skipped.append((email, SkipReason.missing_variable, exc.detail))
+            continue
+        audience.to_send.append(Candidate(recipient, rendered, company_domain(email)))
+    return audience
+
+
+def in_flight_statuses() -> list[str]:
+    return [s.value for s in EmailStatus if s not in FINAL_EMAIL_STATUSES]

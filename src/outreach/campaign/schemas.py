@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
+
+from outreach.models.campaign import CampaignStatus, EmailStatus
+
+HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$", examples=["09:00"])]
+
+
+class CampaignSettings(BaseModel):
+    start_at: AwareDatetime | None = Field(default=None, description="Default: now")
+    timezone: str | None = Field(default=None, max_length=64, description="Default: the mailbox's")
+    window_days: list[int] = Field(default=[0, 1, 2, 3, 4], description="0 = Monday … 6 = Sunday")
+    window_start: HourMinute = "09:00"
+    window_end: HourMinute = "17:00"
+    daily_cap: int | None = Field(default=None, ge=1, le=2000, description="Default: the mailbox's")
+    min_gap_seconds: int = Field(default=120, ge=0, le=86_400)
+    jitter_seconds: int = Field(default=60, ge=0, le=3600)
+    use_recipient_timezone: bool = Field(
+        default=False,
+        description="Send in each recipient's business hours when the list has a time zone",
+    )
+    company_cap: int | None = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="At most N emails per company domain per 7 days; null: off",
+    )
+    skip_recently_emailed_days: int = Field(default=30, ge=0, le=365)
+    review_mode: bool = Field(default=False, description="Emails wait for your approval")
+    attach_resume: bool = Field(default=False, description="Attach your latest resume as uploaded")
+
+    @field_validator("window_days")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 0 or d > 6 for d in value):
+            raise ValueError("give at least one weekday, 0 (Monday) to 6 (Sunday)")
+        return sorted(set(value))
+
+
+class CampaignCreate(CampaignSettings):
+    name: str = Field(min_length=1, max_length=200)
+    mailbox_id: uuid.UUID
+    template_id: uuid.UUID
+    list_id: uuid.UUID | None = None
+    recipient_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10_000)
+
+
+class CampaignUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    mailbox_id: uuid.UUID | None = None
+    template_id: uuid.UUID | None = None
+    list_id: uuid.UUID | None = None
+    start_at: AwareDatetime | None = None
+    timezone: str | None = Field(default=None, max_length=64)
+    window_days: list[int] | None = None
+    window_start: HourMinute | None = None
+    window_end: HourMinute | None = None
+    daily_cap: int | None = Field(default=None, ge=1, le=2000)
+    min_gap_seconds: int | None = Field(default=None, ge=0, le=86_400)
+    jitter_seconds: int | None = Field(default=None, ge=0, le=3600)
+    use_recipient_timezone: bool | None = None
+    company_cap: int | None = Field(default=None, ge=1, le=100)
+    skip_recently_emailed_days: int | None = Field(default=None, ge=0, le=365)
+    review_mode: bool | None = None
+    attach_resume: bool | None = None
+
+
+class EmailCounts(BaseModel):
+    total: int = 0
+    pending: int = 0
+    ready: int = 0
+    awaiting_approval: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+    unknown: int = 0
+
+
+class CampaignOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    status: CampaignStatus
+    mailbox_id: uuid.UUID
+    template_id: uuid.UUID
+    template_version: int | None
+    list_id: uuid.UUID | None
+    start_at: datetime
+    timezone: str | None
+    window_days: list[int]
+    window_start: str
+    window_end: str
+    daily_cap: int | None
+    min_gap_seconds: int
+    jitter_seconds: int
+    use_recipient_timezone: bool
+    company_cap: int | None
+    skip_recently_emailed_days: int
+    review_mode: bool
+    attach_resume: bool
+    paused_reason: str | None
+    scheduled_at: datetime | None
+    created_at: datetime
+    counts: EmailCounts
+
+
+class PreviewEmail(BaseModel):
+    to: str
+    headers: dict[str, str] = Field(description="The headers exactly as they will be sent")
+    subject: str
+    text: str
+    html: str | None
+    due_at: datetime
+
+
+class SkippedRecipient(BaseModel):
+    email: str
+    reason: str
+    detail: str | None = None
+
+
+class ProjectedSchedule(BaseModel):
+    first_send_at: datetime | None
+    last_send_at: datetime | None
+    emails_per_day: dict[str, int]
+    timezone: str
+
+
+class PreviewOut(BaseModel):
+    to_send: int
+    skipped: dict[str, int] = Field(description="Recipients left out, by reason")
+    skipped_examples: list[SkippedRecipient]
+    deferred_by_company_cap: list[str] = Field(
+        description="Addresses moved later by the company cap"
+    )
+    credit_cost: int
+    credit_balance: int
+    schedule: ProjectedSchedule
+    emails: list[PreviewEmail]
+
+
+class ScheduleOut(BaseModel):
+    campaign: CampaignOut
+    scheduled: int
+    charged_credits: int
+    skipped: dict[str, int]
+
+
+class ScheduledEmailOut(BaseModel):
+    id: uuid.UUID
+    to_address: str
+    status: EmailStatus
+    due_at: datetime
+    subject: str
+    attempts: int
+    sent_at: datetime | None
+    last_error: str | None
+    provider_message_id: str | None
+
+
+class ApproveRequest(BaseModel):
+    email_ids: list[uuid.UUID] | None = Field(
+        default=None, description="Default: every waiting email"
+    )
+
+
+class ApproveOut(BaseModel):
+    approved: int
+
+
+class StatsOut(BaseModel):
+    counts: EmailCounts
+    unsubscribed: int
+    sent_per_day: dict[str, int]
+
+
+class TestSendOut(BaseModel):
+    to: str
+    provider: str
+    message_id: str
+    subject: str

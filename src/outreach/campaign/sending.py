@@ -1,0 +1,445 @@
+"""Sending: prepare drafts, claim due emails under a lease, send each exactly once.
+
+The tick (``campaign.send_due_emails``, every 30 s) first reconciles emails
+whose lease expired (a worker died mid-send), then, mailbox by mailbox,
+claims due emails up to what is left of the mailbox's daily cap (counted
+from the database, in the mailbox's own day; the mailbox row is locked on
+PostgreSQL, and SQLite serialises writers, so several workers never exceed
+it), and sends each in its own transaction. A send whose outcome is unknown
+is never retried blindly: it is reconciled with the provider first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from email.message import EmailMessage
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outreach.campaign.service import campaign_service
+from outreach.config import get_settings
+from outreach.kit.clock import utcnow
+from outreach.kit.db import Database
+from outreach.kit.errors import AppError, NotFound
+from outreach.kit.logging import get_logger
+from outreach.kit.unsubscribe import make_unsubscribe_token, unsubscribe_url
+from outreach.mailbox.gmail import GmailDailyLimitExceeded, GmailRateLimited
+from outreach.mailbox.mime import OutgoingEmail, build_message
+from outreach.mailbox.providers import MailboxUnavailable, MailProvider, SendOutcomeUnknown
+from outreach.mailbox.service import mailbox_service
+from outreach.models import FailedJob, Mailbox, MailboxProvider, MailboxStatus
+from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
+from outreach.referral.service import ReferralTrigger, referral_service
+
+log = get_logger("outreach.sending")
+
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+PREPARE_BATCH = 50
+CLAIM_BATCH = 25
+_ACTIVE = (CampaignStatus.scheduled, CampaignStatus.sending)
+
+
+def build_mime(email: ScheduledEmail, mailbox: Mailbox) -> EmailMessage:
+    """The exact message of ``email``, with our Message-ID and the unsubscribe headers."""
+    settings = get_settings()
+    token = make_unsubscribe_token(
+        secret=settings.secret_key.get_secret_value(),
+        sender_id=email.user_id,
+        email=email.to_address,
+        campaign_id=email.campaign_id,
+    )
+    links = [unsubscribe_url(settings.base_url, token)]
+    if settings.unsubscribe_mailto:
+        links.append(f"mailto:{settings.unsubscribe_mailto}?subject=unsubscribe")
+    return build_message(
+        OutgoingEmail(
+            from_address=mailbox.address,
+            from_name=mailbox.display_name,
+            to_address=email.to_address,
+            to_name=email.to_name,
+            subject=email.subject,
+            text=email.body_text,
+            html=email.body_html,
+            list_unsubscribe=tuple(links),
+            one_click_unsubscribe=True,
+            message_id=email.rfc822_message_id,
+        )
+    )
+
+
+def mailbox_day_start(mailbox: Mailbox, now: datetime) -> datetime:
+    zone = ZoneInfo(mailbox.timezone)
+    local_day = now.astimezone(zone).date()
+    return datetime.combine(local_day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+# -- preparing -----------------------------------------------------------------------
+
+
+async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) -> int:
+    """Create drafts (Gmail full mode, outbox) for pending emails, in batches, each
+    batch its own transaction so progress shows. Returns how many were prepared."""
+    prepared = 0
+    while True:
+        async with database.session() as session:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is None or campaign.status not in _ACTIVE:
+                return prepared
+            mailbox = await session.get(Mailbox, campaign.mailbox_id)
+            assert mailbox is not None
+            batch = list(
+                (
+                    await session.scalars(
+                        select(ScheduledEmail)
+                        .where(
+                            ScheduledEmail.campaign_id == campaign_id,
+                            ScheduledEmail.status == EmailStatus.pending,
+                        )
+                        .order_by(ScheduledEmail.due_at)
+                        .limit(PREPARE_BATCH)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+            )
+            if not batch:
+                return prepared
+            try:
+                provider = await mailbox_service.provider_for(session, mailbox)
+            except MailboxUnavailable:
+                return prepared  # the mailbox-unavailable hook paused the campaign
+            waiting = EmailStatus.awaiting_approval if campaign.review_mode else EmailStatus.ready
+            for email in batch:
+                if provider.supports_drafts:
+                    email.draft_id = await provider.create_draft(build_mime(email, mailbox))
+                email.status = waiting
+                prepared += 1
+
+
+async def delete_drafts(database: Database, mailbox_id: uuid.UUID, draft_ids: list[str]) -> int:
+    """Remove drafts of cancelled emails from the mailbox (best effort, one by one)."""
+    deleted = 0
+    async with database.session() as session:
+        mailbox = await session.get(Mailbox, mailbox_id)
+        if mailbox is None or mailbox.status != MailboxStatus.active:
+            return 0
+        provider = await mailbox_service.provider_for(session, mailbox)
+        remove = getattr(provider, "delete_draft", None)
+        for draft_id in draft_ids:
+            try:
+                if remove is not None:
+                    await remove(draft_id)
+                    deleted += 1
+            except (AppError, OSError) as exc:
+                log.warning("draft not deleted", draft_id=draft_id, error=str(exc))
+    return deleted
+
+
+# -- claiming ------------------------------------------------------------------------
+
+
+async def _sent_today(session: AsyncSession, mailbox: Mailbox, now: datetime) -> int:
+    """Sends of the mailbox's current day, plus those in flight (they may land today)."""
+    day_start = mailbox_day_start(mailbox, now)
+    count = await session.scalar(
+        select(func.count())
+        .select_from(ScheduledEmail)
+        .where(
+            ScheduledEmail.mailbox_id == mailbox.id,
+            or_(
+                ScheduledEmail.sent_at >= day_start,
+                ScheduledEmail.status == EmailStatus.sending,
+                and_(
+                    ScheduledEmail.status == EmailStatus.unknown,
+                    ScheduledEmail.updated_at >= day_start,
+                ),
+            ),
+        )
+    )
+    return int(count or 0)
+
+
+async def claim_due_emails(
+    session: AsyncSession, *, mailbox_id: uuid.UUID, now: datetime
+) -> list[uuid.UUID]:
+    """Claim this mailbox's due emails under a lease, never past its daily cap.
+
+    Locks the mailbox row (PostgreSQL) so two workers count and claim one after
+    the other; SQLite's BEGIN IMMEDIATE does the same."""
+    mailbox = await session.scalar(
+        select(Mailbox).where(Mailbox.id == mailbox_id).with_for_update()
+    )
+    if mailbox is None or mailbox.status != MailboxStatus.active:
+        return []
+    if mailbox.sending_deferred_until is not None and mailbox.sending_deferred_until > now:
+        return []
+    room = mailbox.daily_cap - await _sent_today(session, mailbox, now)
+    if room <= 0:
+        await _defer_to_next_window(session, mailbox, now)
+        return []
+    due = (
+        select(ScheduledEmail.id)
+        .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
+        .where(
+            ScheduledEmail.mailbox_id == mailbox_id,
+            ScheduledEmail.status == EmailStatus.ready,
+            ScheduledEmail.due_at <= now,
+            or_(ScheduledEmail.next_attempt_at.is_(None), ScheduledEmail.next_attempt_at <= now),
+            Campaign.status.in_(_ACTIVE),
+        )
+        .order_by(ScheduledEmail.due_at)
+        .limit(min(room, CLAIM_BATCH))
+        .with_for_update(skip_locked=True, of=ScheduledEmail)
+    )
+    ids = list((await session.scalars(due)).all())
+    if not ids:
+        return []
+    await session.execute(
+        update(ScheduledEmail)
+        .where(ScheduledEmail.id.in_(ids))
+        .values(
+            status=EmailStatus.sending,
+            lease_until=now + LEASE,
+            attempts=ScheduledEmail.attempts + 1,
+            updated_at=now,
+        )
+    )
+    return ids
+
+
+async def _defer_to_next_window(session: AsyncSession, mailbox: Mailbox, now: datetime) -> None:
+    """The cap is reached: emails already due move to their campaign's next window."""
+    campaign_ids = await session.scalars(
+        select(ScheduledEmail.campaign_id)
+        .where(
+            ScheduledEmail.mailbox_id == mailbox.id,
+            ScheduledEmail.status == EmailStatus.ready,
+            ScheduledEmail.due_at <= now,
+        )
+        .distinct()
+    )
+    tomorrow = mailbox_day_start(mailbox, now + timedelta(days=1))
+    for campaign_id in list(campaign_ids):
+        campaign = await session.get(Campaign, campaign_id)
+        if campaign is not None:
+            await campaign_service.replan_overdue(
+                session, campaign=campaign, mailbox=mailbox, after=tomorrow
+            )
+
+
+# -- sending -------------------------------------------------------------------------
+
+
+async def _finish_sent(
+    session: AsyncSession, email: ScheduledEmail, mailbox: Mailbox, message_id: str
+) -> None:
+    email.status = EmailStatus.sent
+    email.provider_message_id = message_id
+    email.sent_at = utcnow()
+    email.lease_until = None
+    email.last_error = None
+    campaign = await session.get(Campaign, email.campaign_id)
+    if campaign is not None and campaign.status == CampaignStatus.scheduled:
+        campaign.status = CampaignStatus.sending
+    if mailbox.provider == MailboxProvider.gmail:
+        await referral_service.grant_referral_reward_if_eligible(
+            session, referred_user_id=email.user_id, trigger=ReferralTrigger.first_gmail_send
+        )
+
+
+async def _fail(session: AsyncSession, email: ScheduledEmail, error: str) -> None:
+    email.last_error = error[:1000]
+    await campaign_service.refund_email(session, email=email, status=EmailStatus.failed)
+    session.add(
+        FailedJob(
+            task_name="campaign.send_email",
+            task_id=str(email.id),
+            args={"email_id": str(email.id), "campaign_id": str(email.campaign_id)},
+            error=error[:2000],
+            traceback="",
+            attempts=email.attempts,
+            retried_at=None,
+        )
+    )
+
+
+def _retry_later(email: ScheduledEmail, error: str, *, at: datetime | None = None) -> None:
+    email.status = EmailStatus.ready
+    email.lease_until = None
+    email.last_error = error[:1000]
+    email.next_attempt_at = at or utcnow() + timedelta(seconds=30 * 2 ** min(email.attempts, 8))
+
+
+async def _reconcile(
+    session: AsyncSession,
+    email: ScheduledEmail,
+    mailbox: Mailbox,
+    provider: MailProvider,
+    error: str,
+) -> None:
+    """The send may have happened: find out before anything else."""
+    if not provider.can_confirm_sends:
+        email.status = EmailStatus.unknown  # never resent, not refunded, shown to the user
+        email.lease_until = None
+        email.last_error = f"outcome unknown: {error}"[:1000]
+        return
+    found = await provider.find_sent(
+        rfc822_message_id=email.rfc822_message_id,
+        draft_id=email.draft_id,
+        thread_id=email.thread_id,
+    )
+    if found is not None:
+        await _finish_sent(session, email, mailbox, found)
+    elif email.draft_id is not None and error.startswith("draft gone"):
+        await _fail(session, email, "the draft was deleted in the mailbox before it was sent")
+    elif email.attempts >= MAX_ATTEMPTS:
+        await _fail(session, email, error)
+    else:
+        _retry_later(email, error)
+
+
+async def send_one(session: AsyncSession, email: ScheduledEmail, mailbox: Mailbox) -> None:
+    """Send one claimed email; every path ends in a committed, truthful status."""
+    try:
+        provider = await mailbox_service.provider_for(session, mailbox)
+    except MailboxUnavailable as exc:
+        _retry_later(email, str(exc))
+        email.attempts -= 1  # not an attempt: the campaign is paused until reconnected
+        return
+    try:
+        if email.draft_id is not None and provider.supports_drafts:
+            message_id = await provider.send_draft(email.draft_id)
+        else:
+            message_id = await provider.send(build_mime(email, mailbox))
+    except SendOutcomeUnknown as exc:
+        await _reconcile(session, email, mailbox, provider, str(exc))
+        return
+    except GmailRateLimited as exc:
+        _retry_later(email, str(exc))
+        return
+    except GmailDailyLimitExceeded as exc:
+        retry_at = exc.extra.get("retry_at")
+        _retry_later(email, str(exc), at=datetime.fromisoformat(retry_at) if retry_at else None)
+        email.attempts -= 1
+        return
+    except MailboxUnavailable as exc:
+        _retry_later(email, str(exc))
+        email.attempts -= 1
+        return
+    except NotFound as exc:
+        # The draft is gone: sent by hand, or deleted by the user in the mailbox.
+        await _reconcile(session, email, mailbox, provider, f"draft gone: {exc}")
+        return
+    except AppError as exc:
+        await _fail(session, email, str(exc))
+        return
+    await _finish_sent(session, email, mailbox, message_id)
+
+
+async def _send_claimed(database: Database, email_id: uuid.UUID) -> None:
+    async with database.session() as session:
+        email = await session.get(ScheduledEmail, email_id)
+        if email is None or email.status != EmailStatus.sending:
+            return
+        mailbox = await session.get(Mailbox, email.mailbox_id)
+        assert mailbox is not None
+        await send_one(session, email, mailbox)
+
+
+async def recover_expired_leases(database: Database, now: datetime) -> int:
+    """A worker died holding these: reconcile each before anything is resent."""
+    async with database.session() as session:
+        ids = list(
+            (
+                await session.scalars(
+                    select(ScheduledEmail.id).where(
+                        ScheduledEmail.status == EmailStatus.sending,
+                        ScheduledEmail.lease_until < now,
+                    )
+                )
+            ).all()
+        )
+    for email_id in ids:
+        async with database.session() as session:
+            email = await session.get(ScheduledEmail, email_id, with_for_update=True)
+            if email is None or email.status != EmailStatus.sending:
+                continue
+            mailbox = await session.get(Mailbox, email.mailbox_id)
+            assert mailbox is not None
+            try:
+                provider = await mailbox_service.provider_for(session, mailbox)
+            except MailboxUnavailable:
+                continue
+            await _reconcile(session, email, mailbox, provider, "worker stopped during the send")
+    return len(ids)
+
+
+async def send_due_emails(database: Database) -> int:
+    """One tick: reconcile expired leases, then claim and send due emails per mailbox."""
+    now = utcnow()
+    await recover_expired_leases(database, now)
+    async with database.session() as session:
+        mailbox_ids = list(
+            (
+                await session.scalars(
+                    select(ScheduledEmail.mailbox_id)
+                    .where(ScheduledEmail.status == EmailStatus.ready, ScheduledEmail.due_at <= now)
+                    .distinct()
+                )
+            ).all()
+        )
+    claimed: list[uuid.UUID] = []
+    for mailbox_id in mailbox_ids:
+        async with database.session() as session:
+            claimed += await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
+    concurrency = get_settings().send_concurrency
+    if concurrency <= 1:
+        for email_id in claimed:
+            await _send_claimed(database, email_id)
+    else:
+        # Sends wait on the network, so they run side by side (each its own
+        # transaction); one failing send must not stop the others.
+        limit = asyncio.Semaphore(concurrency)
+
+        async def send(email_id: uuid.UUID) -> None:
+            async with limit:
+                await _send_claimed(database, email_id)
+
+        results = await asyncio.gather(*(send(e) for e in claimed), return_exceptions=True)
+        for email_id, result in zip(claimed, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error(
+                    "send failed unexpectedly; its lease will be reconciled",
+                    email_id=str(email_id),
+                    error=repr(result),
+                )
+    await _complete_finished_campaigns(database)
+    return len(claimed)
+
+
+async def _complete_finished_campaigns(database: Database) -> None:
+    async with database.session() as session:
+        unfinished = (
+            select(ScheduledEmail.id)
+            .where(
+                ScheduledEmail.campaign_id == Campaign.id,
+                ScheduledEmail.status.in_(
+                    [
+                        EmailStatus.pending,
+                        EmailStatus.ready,
+                        EmailStatus.awaiting_approval,
+                        EmailStatus.sending,
+                    ]
+                ),
+            )
+            .exists()
+        )
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.status.in_(_ACTIVE), ~unfinished)
+            .values(status=CampaignStatus.completed, completed_at=utcnow())
+        )

@@ -1,0 +1,38 @@
+"""Campaign jobs: prepare drafts after scheduling, the send tick, draft clean-up."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outreach.campaign import sending
+from outreach.campaign.service import campaign_service
+from outreach.kit.db import get_database
+from outreach.kit.jobs import job
+from outreach.mailbox.events import MailboxUnavailableEvent, on_mailbox_unavailable
+
+
+@job("campaign.prepare_emails")
+async def prepare_emails(campaign_id: str) -> int:
+    """Create the campaign's drafts in batches (progress shows as ready / total)."""
+    return await sending.prepare_campaign_emails(get_database(), uuid.UUID(campaign_id))
+
+
+@job("campaign.send_due_emails", every_seconds=30, max_attempts=1)
+async def send_due_emails() -> int:
+    """The send tick: every 30 s, send what is due under the caps."""
+    return await sending.send_due_emails(get_database())
+
+
+@job("campaign.delete_drafts")
+async def delete_drafts(mailbox_id: str, draft_ids: list[str]) -> int:
+    return await sending.delete_drafts(get_database(), uuid.UUID(mailbox_id), draft_ids)
+
+
+@on_mailbox_unavailable
+async def pause_campaigns(session: AsyncSession, event: MailboxUnavailableEvent) -> None:
+    """A revoked or disconnected mailbox pauses its campaigns at once."""
+    await campaign_service.pause_for_mailbox(
+        session, mailbox_id=event.mailbox_id, reason=f"mailbox {event.status.value}: {event.reason}"
+    )

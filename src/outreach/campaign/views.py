@@ -1,0 +1,164 @@
+"""Response shapes of campaigns: counts, preview, stats, the test send."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outreach.campaign.audience import campaign_recipients, recipient_fields
+from outreach.campaign.planning import emails_per_day
+from outreach.campaign.schemas import (
+    CampaignOut,
+    EmailCounts,
+    PreviewEmail,
+    PreviewOut,
+    ProjectedSchedule,
+    SkippedRecipient,
+    StatsOut,
+    TestSendOut,
+)
+from outreach.campaign.sending import build_mime
+from outreach.campaign.service import NothingToSend, campaign_service, campaign_timezone
+from outreach.config import get_settings
+from outreach.credits.pricing import pricing_from_settings
+from outreach.credits.service import credit_service
+from outreach.kit.clock import utcnow
+from outreach.mailbox.mime import make_message_id
+from outreach.mailbox.service import mailbox_service
+from outreach.models import Mailbox, User
+from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
+from outreach.models.suppression import Suppression
+from outreach.template.profile import sender_profile
+from outreach.template.service import template_service
+
+
+def _out(campaign: Campaign, counts: EmailCounts) -> CampaignOut:
+    fields = set(CampaignOut.model_fields) - {"counts"}
+    return CampaignOut(**{name: getattr(campaign, name) for name in fields}, counts=counts)
+
+
+async def campaigns_out(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignOut]:
+    counts = await campaign_service.counts(session, [c.id for c in campaigns])
+    return [_out(c, counts[c.id]) for c in campaigns]
+
+
+async def campaign_out(session: AsyncSession, campaign: Campaign) -> CampaignOut:
+    return (await campaigns_out(session, [campaign]))[0]
+
+
+def _preview_email(email: ScheduledEmail, mailbox: Mailbox) -> PreviewEmail:
+    mime = build_mime(email, mailbox)
+    return PreviewEmail(
+        to=email.to_address,
+        headers={name: str(value) for name, value in mime.items()},
+        subject=email.subject,
+        text=email.body_text,
+        html=email.body_html,
+        due_at=email.due_at,
+    )
+
+
+async def preview(
+    session: AsyncSession, *, user: User, campaign: Campaign, limit: int
+) -> PreviewOut:
+    """What scheduling would do, without doing it."""
+    mailbox, audience, plan, _ = await campaign_service.prepare(
+        session, user=user, campaign=campaign
+    )
+    domain = mailbox.address.rsplit("@", 1)[-1]
+    emails = [
+        _preview_email(
+            ScheduledEmail(
+                campaign_id=campaign.id,
+                user_id=user.id,
+                to_address=c.recipient.email,
+                to_name=c.recipient.name,
+                subject=c.rendered.subject,
+                body_text=c.rendered.text,
+                body_html=c.rendered.html,
+                rfc822_message_id=make_message_id(domain),
+                due_at=plan.due_at[index],
+            ),
+            mailbox,
+        )
+        for index, c in enumerate(audience.to_send[:limit])
+    ]
+    timezone = campaign_timezone(campaign, mailbox)
+    return PreviewOut(
+        to_send=len(audience.to_send),
+        skipped=audience.skipped_counts,
+        skipped_examples=[
+            SkippedRecipient(email=e, reason=r, detail=d) for e, r, d in audience.skipped[:50]
+        ],
+        deferred_by_company_cap=[
+            audience.to_send[int(str(k))].recipient.email for k in plan.deferred_by_company_cap
+        ],
+        credit_cost=len(audience.to_send) * pricing_from_settings(get_settings()).scheduled_email,
+        credit_balance=await credit_service.get_balance(session, user_id=user.id),
+        schedule=ProjectedSchedule(
+            first_send_at=plan.first,
+            last_send_at=plan.last,
+            emails_per_day=emails_per_day(plan.due_at.values(), timezone),
+            timezone=str(timezone),
+        ),
+        emails=emails,
+    )
+
+
+async def test_send(session: AsyncSession, *, user: User, campaign: Campaign) -> TestSendOut:
+    """One rendered email (the first recipient's) to the mailbox's own address; free."""
+    mailbox = await mailbox_service.get_mailbox(session, user=user, mailbox_id=campaign.mailbox_id)
+    template = await template_service.get(session, user=user, template_id=campaign.template_id)
+    version = await template_service.get_version(session, template=template)
+    recipients = await campaign_recipients(session, campaign)
+    if not recipients:
+        raise NothingToSend("the campaign has no recipients to base a test on")
+    rendered, _ = template_service.render_for(
+        version,
+        sender_id=user.id,
+        recipient=recipient_fields(recipients[0]),
+        custom_fields=recipients[0].custom_fields,
+        sender=await sender_profile(session, user=user),
+        campaign_id=campaign.id,
+    )
+    email = ScheduledEmail(
+        campaign_id=campaign.id,
+        user_id=user.id,
+        to_address=mailbox.address,
+        to_name=None,
+        subject=f"[Test] {rendered.subject}",
+        body_text=rendered.text,
+        body_html=rendered.html,
+        rfc822_message_id=make_message_id(mailbox.address.rsplit("@", 1)[-1]),
+        due_at=utcnow(),
+    )
+    provider = await mailbox_service.provider_for(session, mailbox)
+    message_id = await provider.send(build_mime(email, mailbox))
+    return TestSendOut(
+        to=mailbox.address,
+        provider=mailbox.provider.value,
+        message_id=message_id,
+        subject=email.subject,
+    )
+
+
+async def stats(session: AsyncSession, *, campaign: Campaign) -> StatsOut:
+    counts = (await campaign_service.counts(session, [campaign.id]))[campaign.id]
+    unsubscribed = await session.scalar(
+        select(func.count())
+        .select_from(Suppression)
+        .where(Suppression.source == f"campaign:{campaign.id}")
+    )
+    sent_times = await session.scalars(
+        select(ScheduledEmail.sent_at).where(
+            ScheduledEmail.campaign_id == campaign.id, ScheduledEmail.status == EmailStatus.sent
+        )
+    )
+    mailbox = await session.get(Mailbox, campaign.mailbox_id)
+    assert mailbox is not None
+    per_day = emails_per_day(
+        (t for t in sent_times if t is not None), campaign_timezone(campaign, mailbox)
+    )
+    return StatsOut(counts=counts, unsubscribed=int(unsubscribed or 0), sent_per_day=per_day)

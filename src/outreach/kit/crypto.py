@@ -1,0 +1,53 @@
+"""Secrets at rest (refresh tokens, SMTP passwords) encrypted with MultiFernet.
+
+Keys come from ``OUTREACH_ENCRYPTION_KEYS`` (comma-separated Fernet keys, newest
+first): the first key encrypts, every key decrypts, so a key is rotated by
+putting a new one in front and running ``outreach rotate-keys``. Without keys the
+one key is derived from ``OUTREACH_SECRET_KEY`` (which production already refuses
+to leave at its default), so the embedded setup works with no extra setting.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from outreach.config import Settings, get_settings
+
+
+class SecretDecryptionFailed(RuntimeError):
+    """A stored secret was encrypted with a key that is no longer configured."""
+
+
+def derived_key(secret_key: str) -> bytes:
+    """A Fernet key derived from the app's secret key (domain-separated)."""
+    digest = hashlib.sha256(b"outreach-encryption-key:" + secret_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest)
+
+
+def fernet_for(settings: Settings) -> MultiFernet:
+    keys = [key.get_secret_value().encode() for key in settings.encryption_keys]
+    if not keys:
+        keys = [derived_key(settings.secret_key.get_secret_value())]
+    return MultiFernet([Fernet(key) for key in keys])
+
+
+def encrypt_secret(plaintext: str, *, settings: Settings | None = None) -> str:
+    return fernet_for(settings or get_settings()).encrypt(plaintext.encode()).decode()
+
+
+def decrypt_secret(ciphertext: str, *, settings: Settings | None = None) -> str:
+    try:
+        return fernet_for(settings or get_settings()).decrypt(ciphertext.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretDecryptionFailed("no configured encryption key opens this secret") from exc
+
+
+def rotate_secret(ciphertext: str, *, settings: Settings | None = None) -> str:
+    """The same secret re-encrypted with the first (newest) key."""
+    try:
+        return fernet_for(settings or get_settings()).rotate(ciphertext.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretDecryptionFailed("no configured encryption key opens this secret") from exc

@@ -1,0 +1,142 @@
+"""Building outgoing messages: one ``EmailMessage`` (policy SMTP) for every provider.
+
+Header values never contain CR or LF (header injection), non-ASCII subjects and
+names are RFC 2047 encoded by the policy, and the whole message is checked
+against Gmail's 25 MB limit before any call is made.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from outreach.kit.clock import utcnow
+from outreach.kit.errors import FieldError, Unprocessable
+
+GMAIL_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+class HeaderInjection(Unprocessable):
+    code, title = "header_injection", "A header value contains a line break"
+
+
+class MessageTooLarge(Unprocessable):
+    code, title = "message_too_large", "The message is larger than Gmail accepts"
+
+
+class InvalidAddress(Unprocessable):
+    code, title = "invalid_address", "An email address is not valid"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    content_type: str  # e.g. application/pdf
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """What a campaign (or a test) wants sent; :func:`build_message` makes the MIME."""
+
+    from_address: str
+    to_address: str
+    subject: str
+    text: str
+    html: str | None = None
+    from_name: str | None = None
+    to_name: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    list_unsubscribe: tuple[str, ...] = ()  # URLs (https://…, mailto:…), in order
+    one_click_unsubscribe: bool = False  # adds List-Unsubscribe-Post (RFC 8058)
+    message_id: str | None = None  # "<…@…>"; generated when absent
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+def _check_header(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise HeaderInjection(
+            f"the {name} header must not contain a line break",
+            errors=[FieldError(loc=[name], message="CR or LF in a header value")],
+        )
+    return value
+
+
+def _address(name: str, display: str | None, address: str) -> Address:
+    _check_header(name, address)
+    if display is not None:
+        _check_header(name, display)
+    username, at, domain = address.rpartition("@")
+    if not at or not username or not domain:
+        raise InvalidAddress(
+            f"{address!r} is not an email address",
+            errors=[FieldError(loc=[name], message="not an email address")],
+        )
+    return Address(display_name=display or "", username=username, domain=domain)
+
+
+def make_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> EmailMessage:
+    """The MIME message: text (and HTML) alternatives, attachments, our Message-ID."""
+    message = EmailMessage(policy=policy.SMTP)
+    sender = _address("From", email.from_name, email.from_address)
+    message["From"] = sender
+    message["To"] = _address("To", email.to_name, email.to_address)
+    message["Subject"] = _check_header("Subject", email.subject)
+    message["Date"] = format_datetime(date or utcnow())
+    message["Message-ID"] = _check_header(
+        "Message-ID", email.message_id or make_message_id(sender.domain)
+    )
+    if email.list_unsubscribe:
+        links = ", ".join(
+            f"<{_check_header('List-Unsubscribe', u)}>" for u in email.list_unsubscribe
+        )
+        message["List-Unsubscribe"] = links
+        if email.one_click_unsubscribe:
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in email.extra_headers.items():
+        message[_check_header("header name", name)] = _check_header(name, value)
+    message.set_content(email.text)
+    if email.html is not None:
+        message.add_alternative(email.html, subtype="html")
+    for attachment in email.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            attachment.content,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=_check_header("filename", attachment.filename),
+        )
+    check_size(message)
+    return message
+
+
+def as_bytes(message: EmailMessage) -> bytes:
+    return message.as_bytes(policy=policy.SMTP)
+
+
+def check_size(message: EmailMessage) -> int:
+    """The encoded size; over Gmail's limit raises before anything is sent."""
+    size = len(as_bytes(message))
+    if size > GMAIL_MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"the message is {size} bytes encoded; Gmail accepts at most "
+            f"{GMAIL_MAX_MESSAGE_BYTES} (attachments grow by a third when encoded)",
+            size=size,
+            limit=GMAIL_MAX_MESSAGE_BYTES,
+        )
+    return size
+
+
+def gmail_raw(message: EmailMessage) -> str:
+    """The base64url ``raw`` field the Gmail API takes."""
+    return base64.urlsafe_b64encode(as_bytes(message)).decode("ascii")

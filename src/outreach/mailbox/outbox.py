@@ -1,0 +1,103 @@
+"""The file outbox: every message written as an ``.eml`` under ``var/outbox/<mailbox id>/``.
+
+The embedded default, so the whole product works without a Google account.
+Nothing is delivered: API responses say ``"provider": "outbox"``. Drafts live in
+``drafts/``; a sent message is ``<sha256 of its Message-ID>.eml`` so ``find_sent``
+can answer exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import uuid
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+from outreach.kit.errors import NotFound
+from outreach.mailbox.mime import as_bytes
+from outreach.mailbox.providers import MailboxProfile
+from outreach.models import MailboxProvider
+
+_DRAFT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class OutboxDraftNotFound(NotFound):
+    code, title = "draft_not_found", "No such draft in the outbox"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def sent_file_name(rfc822_message_id: str) -> str:
+    return hashlib.sha256(rfc822_message_id.strip().encode()).hexdigest()[:40] + ".eml"
+
+
+class OutboxProvider:
+    name = MailboxProvider.outbox
+    supports_drafts = True
+    can_confirm_sends = True
+
+    def __init__(self, root: Path, *, address: str) -> None:
+        self.root = root
+        self.address = address
+
+    def _draft_path(self, draft_id: str) -> Path:
+        if not _DRAFT_ID.match(draft_id):
+            raise OutboxDraftNotFound(f"no draft {draft_id!r}")
+        return self.root / "drafts" / f"{draft_id}.eml"
+
+    def _sent_path(self, rfc822_message_id: str) -> Path:
+        return self.root / sent_file_name(rfc822_message_id)
+
+    async def create_draft(self, mime: EmailMessage) -> str:
+        draft_id = uuid.uuid4().hex
+        await asyncio.to_thread(_write_atomically, self._draft_path(draft_id), as_bytes(mime))
+        return draft_id
+
+    async def send_draft(self, draft_id: str) -> str:
+        path = self._draft_path(draft_id)
+
+        def move() -> str:
+            if not path.exists():
+                raise OutboxDraftNotFound(f"no draft {draft_id}")
+            with path.open("rb") as handle:
+                message = BytesParser(policy=policy.SMTP).parse(handle)
+            target = self._sent_path(str(message["Message-ID"]))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            return f"outbox:{target.name}"
+
+        return await asyncio.to_thread(move)
+
+    async def send(self, mime: EmailMessage) -> str:
+        path = self._sent_path(str(mime["Message-ID"]))
+        await asyncio.to_thread(_write_atomically, path, as_bytes(mime))
+        return f"outbox:{path.name}"
+
+    async def find_sent(
+        self,
+        *,
+        rfc822_message_id: str,
+        draft_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> str | None:
+        path = self._sent_path(rfc822_message_id)
+        exists = await asyncio.to_thread(path.exists)
+        return f"outbox:{path.name}" if exists else None
+
+    async def verify(self) -> MailboxProfile:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        return MailboxProfile(
+            address=self.address,
+            provider=MailboxProvider.outbox,
+            detail=f"file outbox at {self.root} (nothing is delivered)",
+        )

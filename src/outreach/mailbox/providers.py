@@ -1,0 +1,99 @@
+"""The one interface campaigns send through, whatever the mailbox is.
+
+Get one with ``await mailbox_service.provider_for(session, mailbox)``; then::
+
+    draft_id = await provider.create_draft(mime)        # when provider.supports_drafts
+    message_id = await provider.send_draft(draft_id)
+    message_id = await provider.send(mime)              # send-only Gmail, SMTP, outbox
+    message_id = await provider.find_sent(rfc822_message_id=..., draft_id=..., thread_id=...)
+    # Gmail: provider.last_thread_id after create_draft is the draft's thread; store it
+    # with the draft id, it makes find_sent exact even when Gmail rewrote the Message-ID.
+    profile = await provider.verify()
+
+``mime`` is an ``email.message.EmailMessage`` from :func:`outreach.mailbox.mime.build_message`.
+Errors a caller should expect (all ``kit.errors`` subclasses):
+
+- :class:`MailboxUnavailable` (``mailbox_revoked`` / ``mailbox_unavailable``): the
+  mailbox was marked revoked in the caller's session (commit it) and the
+  mailbox-unavailable hook has run; stop using this mailbox.
+- :class:`SendOutcomeUnknown`: a send timed out or failed with a 5xx; it may have gone
+  out. Never resend blindly: reconcile with ``find_sent`` when ``can_confirm_sends``,
+  otherwise record the email as ``unknown``.
+- :class:`outreach.mailbox.gmail.GmailDailyLimitExceeded`: carries ``retry_at`` (the
+  mailbox's next local day); :class:`outreach.mailbox.gmail.GmailRateLimited`: retry later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+from outreach.kit.errors import Conflict, ServiceUnavailable
+from outreach.models import MailboxProvider
+
+
+class MailboxUnavailable(Conflict):
+    code, title = "mailbox_unavailable", "This mailbox cannot send right now"
+
+
+class MailboxRevoked(MailboxUnavailable):
+    code, title = "mailbox_revoked", "Access to this mailbox was revoked; reconnect it"
+
+
+class SendOutcomeUnknown(ServiceUnavailable):
+    code, title = "send_outcome_unknown", "The send may or may not have happened"
+
+
+class DraftsNotSupported(Conflict):
+    code, title = "drafts_not_supported", "This mailbox cannot hold drafts"
+
+
+class SendsNotConfirmable(Conflict):
+    code, title = "sends_not_confirmable", "This mailbox cannot confirm past sends"
+
+
+@dataclass(frozen=True)
+class MailboxProfile:
+    """Who the provider says we are sending as."""
+
+    address: str
+    provider: MailboxProvider
+    detail: str  # human-readable: "Gmail profile", "SMTP login accepted", "file outbox"
+
+
+class MailProvider(Protocol):
+    """Small on purpose: what sending needs and nothing more."""
+
+    name: MailboxProvider
+    supports_drafts: bool  # create_draft/send_draft work (Gmail in full mode, outbox)
+    can_confirm_sends: bool  # find_sent can tell whether a message went out
+
+    async def create_draft(self, mime: EmailMessage) -> str:
+        """Store the message as a draft; returns the draft id."""
+        ...
+
+    async def send_draft(self, draft_id: str) -> str:
+        """Send a stored draft; returns the provider's message id."""
+        ...
+
+    async def send(self, mime: EmailMessage) -> str:
+        """Send a message directly; returns the provider's message id."""
+        ...
+
+    async def find_sent(
+        self,
+        *,
+        rfc822_message_id: str,
+        draft_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> str | None:
+        """The provider's message id of a sent message, or None when it was not sent.
+
+        Raises :class:`SendsNotConfirmable` when ``can_confirm_sends`` is False.
+        """
+        ...
+
+    async def verify(self) -> MailboxProfile:
+        """Check the mailbox still works (profile call, login, folder)."""
+        ...

@@ -1,0 +1,1 @@
+"""Payments: credit packs bought through Razorpay (orders, checkout callback, webhooks)."""

@@ -1,0 +1,1 @@
+"""Recipient lists and imports, suppressions, verification, enrichment and the directory."""

@@ -1,0 +1,591 @@
+"""Email verification: syntax, DNS (MX, A/AAAA fallback, null MX), disposable
+and role addresses, free-mail flag, and the optional SMTP probe in jobs.
+
+Each step is its own method (``check_syntax``, ``lookup_domains``,
+``classify``, ``probe``, ``record_results``) so the bulk job, enrichment, the
+directory refresh and later workflow graphs compose the same pieces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outreach.config import get_settings
+from outreach.credits.pricing import pricing_from_settings
+from outreach.credits.service import InsufficientCredits, credit_service
+from outreach.kit.clock import utcnow
+from outreach.kit.db import Database, dialect_insert
+from outreach.kit.errors import FieldError, NotFound, Unprocessable
+from outreach.kit.jobs import enqueue_after_commit
+from outreach.kit.logging import get_logger
+from outreach.models import (
+    EmailVerification,
+    LedgerReason,
+    Recipient,
+    SuppressionReason,
+    VerificationJob,
+    VerificationJobKind,
+    VerificationJobStatus,
+)
+from outreach.recipient import dns as dns_module
+from outreach.recipient.addresses import (
+    Address,
+    InvalidAddress,
+    is_disposable,
+    is_free_mail,
+    is_role_account,
+    normalise_email,
+)
+from outreach.recipient.dns import DomainInfo, domain_lookup
+from outreach.recipient.lists import list_service
+from outreach.recipient.smtp_probe import ACCEPTED, CATCH_ALL, REJECTED, SmtpProber
+from outreach.recipient.suppression import SuppressionEntry, suppression_service
+
+log = get_logger("outreach.recipient.verify")
+VERIFY_JOB = "recipient.verify_bulk"
+_verifications = cast(Table, EmailVerification.__table__)
+
+
+class VerificationJobNotFound(NotFound):
+    code, title = "verification_job_not_found", "Verification job not found"
+
+
+class TooManyEmails(Unprocessable):
+    code, title = "too_many_emails", "Too many addresses in one request"
+
+
+class NothingToVerify(Unprocessable):
+    code, title = "nothing_to_verify", "No addresses to verify"
+
+
+@dataclass
+class Outcome:
+    email: str
+    domain: str
+    status: str  # deliverable | risky | undeliverable | unknown
+    reasons: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def disposable(self) -> bool:
+        return "disposable_domain" in self.reasons
+
+
+class VerificationService:
+    # The steps -------------------------------------------------------------------
+
+    def check_syntax(self, raw: str) -> Address | Outcome:
+        """The normalised address, or an ``undeliverable`` outcome naming the problem."""
+        try:
+            return normalise_email(raw)
+        except InvalidAddress as exc:
+            text = raw.strip().lower()[:320]
+            domain = text.rsplit("@", 1)[-1][:255] if "@" in text else ""
+            return Outcome(text, domain, "undeliverable", ["invalid_syntax"], {"error": str(exc)})
+
+    async def lookup_domains(
+        self, session: AsyncSession, domains: set[str]
+    ) -> dict[str, DomainInfo]:
+        """DNS facts per domain through the cache (one query per unknown domain)."""
+        return await domain_lookup.lookup(session, domains)
+
+    def classify(self, address: Address, info: DomainInfo | None) -> Outcome:
+        """The verdict from what is known without talking to the mail server."""
+        outcome = Outcome(address.email, address.domain, "deliverable")
+        details = outcome.details
+        reasons = outcome.reasons
+        if info is not None:
+            details["mx_hosts"] = info.mx_hosts[:5]
+        if is_disposable(address.domain):
+            reasons.append("disposable_domain")
+        if is_role_account(address.local):
+            reasons.append("role_account")
+        if is_free_mail(address.domain):
+            reasons.append("free_mail_provider")
+        dns_verdicts = {
+            dns_module.NOT_FOUND: ("undeliverable", "domain_not_found"),
+            dns_module.NO_MAIL: ("undeliverable", "no_mx"),
+            dns_module.NULL_MX: ("undeliverable", "null_mx"),
+            dns_module.ERROR: ("unknown", "dns_error"),
+        }
+        if info is None or info.status in dns_verdicts:
+            status, reason = dns_verdicts[info.status if info else dns_module.ERROR]
+            outcome.status = status
+            reasons.insert(0, reason)
+            return outcome
+        reasons.insert(0, "mx_found" if info.mx_hosts else "a_record_fallback")
+        if "disposable_domain" in reasons or "role_account" in reasons:
+            outcome.status = "risky"
+        return outcome
+
+    async def probe(self, prober: SmtpProber, outcome: Outcome, info: DomainInfo) -> Outcome:
+        """Refine a mail-capable outcome with an SMTP RCPT probe (jobs only, when enabled)."""
+        if outcome.status not in ("deliverable", "risky"):
+            return outcome
+        result = await prober.probe(outcome.email, info)
+        outcome.details["smtp"] = result.verdict
+        if result.verdict == REJECTED:
+            outcome.status = "undeliverable"
+            outcome.reasons.insert(0, "mailbox_not_found")
+        elif result.verdict == CATCH_ALL:
+            outcome.status = "risky"
+            outcome.reasons.append("catch_all")
+        elif result.verdict == ACCEPTED:
+            outcome.reasons.append("smtp_accepted")
+        else:
+            outcome.reasons.append("smtp_unreachable")
+        return outcome
+
+    async def verify_addresses(
+        self,
+        session: AsyncSession,
+        raws: Sequence[str],
+        *,
+        known: dict[str, DomainInfo] | None = None,
+        prober: SmtpProber | None = None,
+    ) -> list[Outcome]:
+        """Check a batch: syntax, one lookup per unique domain (``known`` carries answers
+        between batches of one job), classification, and the probe when given."""
+        parsed = [self.check_syntax(raw) for raw in raws]
+        known = known if known is not None else {}
+        missing = {p.domain for p in parsed if isinstance(p, Address)} - known.keys()
+        if missing:
+            known.update(await self.lookup_domains(session, missing))
+        outcomes = []
+        for item in parsed:
+            if isinstance(item, Outcome):
+                outcomes.append(item)
+                continue
+            info = known.get(item.domain)
+            outcome = self.classify(item, info)
+            if prober is not None and info is not None and info.accepts_mail:
+                outcome = await self.probe(prober, outcome, info)
+            outcomes.append(outcome)
+        return outcomes
+
+    async def record_results(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        outcomes: list[Outcome],
+        job_id: uuid.UUID | None = None,
+    ) -> None:
+        """Store results (rows, the user's recipients) and suppress undeliverable and
+        disposable addresses for the user."""
+        now = utcnow()
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "created_at": now,
+                "user_id": user_id,
+                "job_id": job_id,
+                "email": o.email,
+                "domain": o.domain,
+                "status": o.status,
+                "reasons": o.reasons,
+                "details": o.details,
+                "verified_at": now,
+            }
+            for o in outcomes
+        ]
+        if rows:
+            statement = dialect_insert(session)(_verifications)
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["job_id", "email"],
+                    set_={
+                        name: statement.excluded[name]
+                        for name in ("status", "reasons", "details", "verified_at")
+                    },
+                )
+                if job_id is not None
+                else statement,
+                rows,
+            )
+        await self._update_recipients(session, user_id=user_id, outcomes=outcomes, now=now)
+        entries = [
+            SuppressionEntry(
+                "email",
+                o.email,
+                (SuppressionReason.disposable if o.disposable else SuppressionReason.invalid).value,
+            )
+            for o in outcomes
+            if (o.status == "undeliverable" or o.disposable)
+            and "@" in o.email
+            and "invalid_syntax" not in o.reasons
+        ]
+        await suppression_service.add_many(
+            session, user_id=user_id, entries=entries, source="verification"
+        )
+
+    async def _update_recipients(
+        self, session: AsyncSession, *, user_id: uuid.UUID, outcomes: list[Outcome], now: Any
+    ) -> None:
+        by_verdict: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for o in outcomes:
+            by_verdict.setdefault((o.status, tuple(o.reasons)), []).append(o.email)
+        for (status, reasons), emails in by_verdict.items():
+            await session.execute(
+                update(Recipient)
+                .where(Recipient.user_id == user_id, Recipient.email.in_(emails))
+                .values(
+                    verification_status=status, verification_reasons=list(reasons), verified_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+    # Single address -------------------------------------------------------------
+
+    async def verify_email(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        email: str,
+        idempotency_key: str | None,
+    ) -> tuple[EmailVerification, bool, int]:
+        """Verify one address now (no SMTP probe on a request); 1 credit, free when this
+        user verified it within the cache TTL. Returns (result, cached, credits charged)."""
+        settings = get_settings()
+        price = pricing_from_settings(settings).verify_per_address
+        parsed = self.check_syntax(email)
+        normalised = parsed.email
+        cached = await self._recent(session, user_id=user_id, email=normalised)
+        if cached is not None:
+            return cached, True, 0
+        balance = await credit_service.get_balance(session, user_id=user_id)
+        if balance < price:
+            raise InsufficientCredits(
+                f"this needs {price} credits and you have {balance}",
+                required=price,
+                available=balance,
+            )
+        outcomes = await self.verify_addresses(session, [email])
+        await self.record_results(session, user_id=user_id, outcomes=outcomes)
+        result = await self._recent(session, user_id=user_id, email=normalised, any_status=True)
+        assert result is not None
+        charged = 0
+        if result.status != "unknown":
+            suffix = idempotency_key or str(result.id)
+            await credit_service.apply_ledger_entry(
+                session,
+                user_id=user_id,
+                delta=-price,
+                reason=LedgerReason.verify,
+                ref=f"email_verification:{result.id}",
+                idempotency_key=f"verify:single:{user_id}:{suffix}",
+            )
+            charged = price
+        return result, False, charged
+
+    async def _recent(
+        self, session: AsyncSession, *, user_id: uuid.UUID, email: str, any_status: bool = False
+    ) -> EmailVerification | None:
+        ttl = timedelta(hours=get_settings().verify_cache_ttl_hours)
+        statement = select(EmailVerification).where(
+            EmailVerification.user_id == user_id,
+            EmailVerification.email == email,
+            EmailVerification.verified_at > utcnow() - ttl,
+        )
+        if not any_status:
+            statement = statement.where(EmailVerification.status.not_in(["unknown", "pending"]))
+        return await session.scalar(
+            statement.order_by(EmailVerification.verified_at.desc()).limit(1)
+        )
+
+    # Bulk -----------------------------------------------------------------------
+
+    async def start_bulk(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        list_id: uuid.UUID | None,
+        emails: list[str] | None,
+        idempotency_key: str,
+    ) -> VerificationJob:
+        """Charge once for every address to check and queue the job (402 charges nothing)."""
+        settings = get_settings()
+        price = pricing_from_settings(settings).verify_per_address
+        job = VerificationJob(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            kind=VerificationJobKind.verify.value,
+            status=VerificationJobStatus.queued.value,
+            counts={},
+            input={},
+            results=[],
+        )
+        if list_id is not None:
+            recipient_list = await list_service.get_list(session, user_id=user_id, list_id=list_id)
+            job.list_id = recipient_list.id
+            job.total = await list_service.count_recipients(session, list_id=recipient_list.id)
+        else:
+            unique = self._unique_inputs(emails or [], settings.verify_bulk_max_emails)
+            job.total = len(unique)
+        if job.total == 0:
+            raise NothingToVerify("the list has no recipients")
+        job.credits_charged = job.total * price
+        session.add(job)
+        await session.flush()
+        if list_id is None:
+            await self._add_pending(session, user_id=user_id, job=job, emails=unique)
+        await credit_service.apply_ledger_entry(
+            session,
+            user_id=user_id,
+            delta=-job.credits_charged,
+            reason=LedgerReason.verify,
+            ref=f"verification_job:{job.id}",
+            idempotency_key=f"verify:bulk:{user_id}:{idempotency_key}",
+        )
+        enqueue_after_commit(session, VERIFY_JOB, job_id=str(job.id))
+        return job
+
+    def _unique_inputs(self, emails: list[str], limit: int) -> list[str]:
+        if len(emails) > limit:
+            raise TooManyEmails(
+                f"send at most {limit} addresses per request, or verify a list",
+                errors=[FieldError(loc=["body", "emails"], message=f"at most {limit} items")],
+            )
+        unique: dict[str, str] = {}
+        for raw in emails:
+            parsed = self.check_syntax(raw)
+            unique.setdefault(parsed.email or raw.strip()[:320], raw)
+        return list(unique.keys())
+
+    async def _add_pending(
+        self, session: AsyncSession, *, user_id: uuid.UUID, job: VerificationJob, emails: list[str]
+    ) -> None:
+        now = utcnow()
+        await session.execute(
+            _verifications.insert(),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "created_at": now,
+                    "user_id": user_id,
+                    "job_id": job.id,
+                    "email": email,
+                    "domain": email.rsplit("@", 1)[-1][:255],
+                    "status": "pending",
+                    "reasons": [],
+                    "details": {},
+                    "verified_at": None,
+                }
+                for email in emails
+            ],
+        )
+
+    async def get_job(
+        self, session: AsyncSession, *, user_id: uuid.UUID, job_id: uuid.UUID, kind: str
+    ) -> VerificationJob:
+        job = await session.scalar(
+            select(VerificationJob).where(
+                VerificationJob.id == job_id,
+                VerificationJob.user_id == user_id,
+                VerificationJob.kind == kind,
+            )
+        )
+        if job is None:
+            raise VerificationJobNotFound("no such job")
+        return job
+
+    async def list_job_results(
+        self, session: AsyncSession, *, job: VerificationJob, after: str | None, limit: int
+    ) -> tuple[list[EmailVerification], str | None]:
+        """A page of an inline job's results, by address."""
+        statement = select(EmailVerification).where(EmailVerification.job_id == job.id)
+        if after:
+            statement = statement.where(EmailVerification.email > after)
+        rows = list(
+            await session.scalars(statement.order_by(EmailVerification.email).limit(limit + 1))
+        )
+        if len(rows) <= limit:
+            return rows, None
+        return rows[:limit], rows[limit - 1].email
+
+    async def run_bulk(self, database: Database, *, job_id: uuid.UUID) -> None:
+        """The job: verify every address in batches, then refund what could not be checked.
+
+        The DNS lookups of the next batch run while this batch is written, so the
+        database work hides behind the network wait (bench/recipient_verify.py)."""
+        settings = get_settings()
+        async with database.session() as session:
+            job = await session.get(VerificationJob, job_id)
+            if job is None or job.status in ("completed", "failed"):
+                return
+            job.status = VerificationJobStatus.running.value
+            user_id, list_id, total, cursor = job.user_id, job.list_id, job.total, job.cursor
+        assert user_id is not None
+        known: dict[str, DomainInfo] = {}
+        prober = SmtpProber() if settings.smtp_probe_enabled else None
+        batch = await self._read_batch(database, job_id, list_id, cursor, known)
+        lookups = asyncio.create_task(self._resolve_new(batch, known))
+        try:
+            while batch:
+                fresh = await lookups
+                known.update((info.domain, info) for info in fresh)
+                following: list[str] = []
+                if batch_done := await self._store_batch(
+                    database,
+                    job_id=job_id,
+                    user_id=user_id,
+                    list_id=list_id,
+                    total=total,
+                    batch=batch,
+                    fresh=fresh,
+                    known=known,
+                    prober=prober,
+                    read_ahead=lambda after: self._read_batch(
+                        database, job_id, list_id, after, known
+                    ),
+                ):
+                    following, lookups = batch_done
+                batch = following
+        finally:
+            lookups.cancel()
+        await self._finish(database, job_id=job_id)
+
+    async def _read_batch(
+        self,
+        database: Database,
+        job_id: uuid.UUID,
+        list_id: uuid.UUID | None,
+        after: str | None,
+        known: dict[str, DomainInfo],
+    ) -> list[str]:
+        async with database.session() as session:
+            batch = await self._next_batch(
+                session,
+                job_id=job_id,
+                list_id=list_id,
+                after=after,
+                size=get_settings().verify_batch_size,
+            )
+            known.update(await domain_lookup.cached(session, _domains(batch) - known.keys()))
+        return batch
+
+    async def _resolve_new(
+        self, batch: list[str], known: dict[str, DomainInfo]
+    ) -> list[DomainInfo]:
+        return await domain_lookup.resolve(_domains(batch) - known.keys())
+
+    async def _store_batch(
+        self,
+        database: Database,
+        *,
+        job_id: uuid.UUID,
+        user_id: uuid.UUID,
+        list_id: uuid.UUID | None,
+        total: int,
+        batch: list[str],
+        fresh: list[DomainInfo],
+        known: dict[str, DomainInfo],
+        prober: SmtpProber | None,
+        read_ahead: Callable[[str], Awaitable[list[str]]],
+    ) -> tuple[list[str], asyncio.Task[list[DomainInfo]]] | None:
+        """Verify and store one batch; returns the next batch and its DNS lookups
+        (already running), or None when the job is done or gone."""
+        outcomes = await self._verify_known(batch, known, prober)
+        following: list[str] = []
+        if len(batch) < total:
+            following = await read_ahead(batch[-1])
+        lookups = asyncio.create_task(self._resolve_new(following, known))
+        async with database.session() as session:
+            await domain_lookup.store(session, fresh)
+            await self.record_results(
+                session,
+                user_id=user_id,
+                outcomes=outcomes,
+                job_id=job_id if list_id is None else None,
+            )
+            job = await session.get(VerificationJob, job_id, with_for_update=True)
+            if job is None:
+                lookups.cancel()
+                return None
+            counts = dict(job.counts)
+            for outcome in outcomes:
+                counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            job.counts = counts
+            job.done = min(job.done + len(batch), total)
+            job.cursor = batch[-1]
+            finished = job.done >= total
+        if finished:
+            lookups.cancel()
+            return None
+        return following, lookups
+
+    async def _verify_known(
+        self, batch: list[str], known: dict[str, DomainInfo], prober: SmtpProber | None
+    ) -> list[Outcome]:
+        """Classify a batch whose domains are all in ``known`` (no database needed)."""
+        outcomes = []
+        for raw in batch:
+            item = self.check_syntax(raw)
+            if isinstance(item, Outcome):
+                item.email = item.email or raw
+                outcomes.append(item)
+                continue
+            info = known.get(item.domain)
+            outcome = self.classify(item, info)
+            if prober is not None and info is not None and info.accepts_mail:
+                outcome = await self.probe(prober, outcome, info)
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _next_batch(
+        self,
+        session: AsyncSession,
+        *,
+        job_id: uuid.UUID,
+        list_id: uuid.UUID | None,
+        after: str | None,
+        size: int,
+    ) -> list[str]:
+        if list_id is None:
+            statement = select(EmailVerification.email).where(EmailVerification.job_id == job_id)
+            column = EmailVerification.email
+        else:
+            statement = select(Recipient.email).where(Recipient.list_id == list_id)
+            column = Recipient.email
+        if after is not None:
+            statement = statement.where(column > after)
+        return list(await session.scalars(statement.order_by(column).limit(size)))
+
+    async def _finish(self, database: Database, *, job_id: uuid.UUID) -> None:
+        price = pricing_from_settings(get_settings()).verify_per_address
+        async with database.session() as session:
+            job = await session.get(VerificationJob, job_id, with_for_update=True)
+            if job is None or job.user_id is None:
+                return
+            unchecked = job.counts.get("unknown", 0) + max(job.total - job.done, 0)
+            refund = min(unchecked * price, job.credits_charged)
+            if refund:
+                await credit_service.apply_ledger_entry(
+                    session,
+                    user_id=job.user_id,
+                    delta=refund,
+                    reason=LedgerReason.verify,
+                    ref=f"verification_job:{job.id}",
+                    idempotency_key=f"verify:bulk-refund:{job.id}",
+                )
+            job.credits_refunded = refund
+            job.status = VerificationJobStatus.completed.value
+            job.finished_at = utcnow()
+        log.info("bulk verification finished", job_id=str(job_id), refunded=refund)
+
+
+def _domains(emails: list[str]) -> set[str]:
+    return {email.rsplit("@", 1)[-1] for email in emails if "@" in email}
+
+
+verification_service = VerificationService()
