@@ -386,7 +386,10 @@ class TestSchedule:
 
     async def test_embedded_scheduler_runs_a_periodic_job(self, broker: AsyncBroker) -> None:
         started = time.monotonic()
-        scheduler = asyncio.create_task(run_scheduler_task(jobs.create_scheduler(broker)))
+        # Only this job: the project's own periodic jobs would run beside the test.
+        scheduler = asyncio.create_task(
+            run_scheduler_task(jobs.create_scheduler(broker, only={TICK}))
+        )
         try:
 
             async def ticked() -> bool:

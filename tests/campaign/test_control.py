@@ -1,0 +1,162 @@
+"""Review mode, test sends, pause/resume, the email list, caps across campaigns."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outreach.campaign.sending import send_due_emails
+from outreach.config import Settings
+from outreach.kit.clock import Clock
+from outreach.kit.db import Database
+from outreach.models.campaign import EmailStatus, ScheduledEmail
+from tests.campaign.test_flow import MONDAY_0830_IST, setup_campaign
+from tests.conftest import wait_for_jobs
+
+
+async def schedule(client: httpx.AsyncClient, campaign_id: str) -> None:
+    response = await client.post(
+        f"/v1/campaigns/{campaign_id}/schedule", headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
+    assert response.status_code == 202, response.text
+    await wait_for_jobs()
+
+
+async def test_review_mode_waits_for_approval(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    database: Database,
+    outbox_settings: Settings,
+    frozen_clock: Clock,
+) -> None:
+    frozen_clock.freeze(MONDAY_0830_IST - timedelta(hours=1))
+    ctx = await setup_campaign(client, session, review_mode=True)
+    campaign_id = ctx["campaign"]["id"]
+    await schedule(client, campaign_id)
+    waiting = (
+        await client.get(
+            f"/v1/campaigns/{campaign_id}/emails", params={"status": "awaiting_approval"}
+        )
+    ).json()
+    assert len(waiting["items"]) == 3
+    frozen_clock.freeze(MONDAY_0830_IST + timedelta(hours=2))
+    assert await send_due_emails(database) == 0  # nothing goes out unapproved
+    one = waiting["items"][0]["id"]
+    approved = await client.post(f"/v1/campaigns/{campaign_id}/approve", json={"email_ids": [one]})
+    assert approved.json() == {"approved": 1}
+    assert await send_due_emails(database) == 1
+    rest = await client.post(f"/v1/campaigns/{campaign_id}/approve", json={})
+    assert rest.json() == {"approved": 2}
+    assert await send_due_emails(database) == 2
+
+
+async def test_test_send_goes_to_the_sender_only_and_is_free(
+    client: httpx.AsyncClient, session: AsyncSession, outbox_settings: Settings
+) -> None:
+    ctx = await setup_campaign(client, session)
+    before = (await client.get("/v1/credits/balance")).json()["balance"]
+    response = await client.post(f"/v1/campaigns/{ctx['campaign']['id']}/test-send")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["to"] == "me@example.com"
+    assert body["provider"] == "outbox"
+    assert body["subject"].startswith("[Test] Hello")
+    assert (await client.get("/v1/credits/balance")).json()["balance"] == before
+
+
+async def test_pause_stops_sending_and_resume_respreads(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    database: Database,
+    outbox_settings: Settings,
+    frozen_clock: Clock,
+) -> None:
+    frozen_clock.freeze(MONDAY_0830_IST - timedelta(hours=1))
+    ctx = await setup_campaign(client, session)
+    campaign_id = ctx["campaign"]["id"]
+    await schedule(client, campaign_id)
+    paused = await client.post(f"/v1/campaigns/{campaign_id}/pause")
+    assert paused.json()["status"] == "paused"
+    frozen_clock.freeze(MONDAY_0830_IST + timedelta(days=2))  # Wednesday, all overdue
+    assert await send_due_emails(database) == 0
+    again = await client.post(f"/v1/campaigns/{campaign_id}/pause")
+    assert again.status_code == 409
+    resumed = await client.post(f"/v1/campaigns/{campaign_id}/resume")
+    assert resumed.json()["status"] == "scheduled"
+    due = (
+        await session.scalars(
+            select(ScheduledEmail.due_at).where(
+                ScheduledEmail.campaign_id == uuid.UUID(campaign_id)
+            )
+        )
+    ).all()
+    assert all(d >= frozen_clock.now() for d in due)  # spread from now, not sent in a burst
+    for _ in range(12):
+        frozen_clock.advance(timedelta(minutes=5))
+        await send_due_emails(database)
+    statuses = (
+        await session.scalars(
+            select(ScheduledEmail.status).where(
+                ScheduledEmail.campaign_id == uuid.UUID(campaign_id)
+            )
+        )
+    ).all()
+    assert set(statuses) == {EmailStatus.sent}
+
+
+async def test_daily_cap_holds_across_campaigns_of_one_mailbox(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    database: Database,
+    outbox_settings: Settings,
+    frozen_clock: Clock,
+) -> None:
+    frozen_clock.freeze(MONDAY_0830_IST - timedelta(hours=1))
+    ctx = await setup_campaign(client, session, daily_cap=2, min_gap_seconds=0)
+    await schedule(client, ctx["campaign"]["id"])
+    rows = (
+        await session.scalars(
+            select(ScheduledEmail).where(
+                ScheduledEmail.campaign_id == uuid.UUID(ctx["campaign"]["id"])
+            )
+        )
+    ).all()
+    days = sorted({r.due_at.date() for r in rows})
+    assert len(days) == 2  # 2 on Monday, 1 on Tuesday
+    # Even if every email is made due now, a tick never exceeds the mailbox's cap today.
+    for row in rows:
+        row.due_at = MONDAY_0830_IST
+    ctx["mailbox"].daily_cap = 2
+    await session.flush()
+    frozen_clock.freeze(MONDAY_0830_IST + timedelta(hours=1))
+    assert await send_due_emails(database) == 2
+    assert await send_due_emails(database) == 0
+    leftover = await session.scalar(
+        select(ScheduledEmail)
+        .where(ScheduledEmail.status == EmailStatus.ready)
+        .execution_options(populate_existing=True)
+    )
+    assert leftover is not None
+    assert leftover.due_at > MONDAY_0830_IST + timedelta(hours=12)  # moved to the next window
+
+
+async def test_another_users_campaign_is_404(
+    client: httpx.AsyncClient, session: AsyncSession, outbox_settings: Settings, app: object
+) -> None:
+    ctx = await setup_campaign(client, session)
+    from tests.conftest import make_client, sign_in
+
+    async with make_client(app) as other:  # type: ignore[arg-type]
+        await sign_in(other, "eve@example.com")
+        for response in (
+            await other.get(f"/v1/campaigns/{ctx['campaign']['id']}"),
+            await other.post(f"/v1/campaigns/{ctx['campaign']['id']}/preview"),
+            await other.post(
+                f"/v1/campaigns/{ctx['campaign']['id']}/schedule", headers={"Idempotency-Key": "x"}
+            ),
+        ):
+            assert response.status_code == 404

@@ -1,0 +1,91 @@
+"""Two workers sending at once: never past the daily cap, never the same email twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from outreach.campaign import sending
+from outreach.campaign.schemas import CampaignCreate
+from outreach.campaign.service import campaign_service
+from outreach.config import Settings
+from outreach.kit import jobs
+from outreach.kit.clock import Clock
+from outreach.kit.db import Database, set_database
+from outreach.models.campaign import EmailStatus, ScheduledEmail
+from tests.campaign.conftest import make_list, make_outbox_mailbox, make_template
+from tests.campaign.test_crashes import START
+from tests.conftest import create_user
+
+
+@pytest.fixture
+async def jobs_on(committing_database: Database, outbox_settings: Settings) -> AsyncIterator[None]:
+    """Jobs (sent after commits) run against the committing database."""
+    broker = jobs.create_broker(outbox_settings)
+    await broker.startup()
+    jobs.set_broker(broker)
+    set_database(committing_database)
+    yield
+    set_database(None)
+    jobs.set_broker(None)
+    await broker.shutdown()
+
+
+@pytest.mark.usefixtures("jobs_on")
+async def test_two_workers_respect_the_cap_and_send_once(
+    committing_database: Database, outbox_settings: Settings, frozen_clock: Clock
+) -> None:
+    frozen_clock.freeze(START - timedelta(hours=1))
+    async with committing_database.session() as session:
+        user = await create_user(session, "busy@example.com", balance=100)
+        mailbox = await make_outbox_mailbox(session, user, cap=7)
+        recipients = await make_list(
+            session, user, [{"email": f"p{n}@org{n}.com", "company": f"Org {n}"} for n in range(20)]
+        )
+        template_id = await make_template(session, user)
+        campaign = await campaign_service.create(
+            session,
+            user=user,
+            data=CampaignCreate(
+                name="race",
+                mailbox_id=mailbox.id,
+                template_id=template_id,
+                list_id=recipients.id,
+                start_at=START,
+                min_gap_seconds=0,
+                jitter_seconds=0,
+                company_cap=None,
+            ),
+        )
+        await campaign_service.schedule(session, user=user, campaign=campaign)
+    await sending.prepare_campaign_emails(committing_database, campaign.id)
+    async with committing_database.session() as session:
+        # Everything due at once: only the cap holds them back.
+        await session.execute(
+            update(ScheduledEmail)
+            .where(ScheduledEmail.campaign_id == campaign.id)
+            .values(due_at=START)
+        )
+    frozen_clock.freeze(START + timedelta(minutes=1))
+    for _ in range(3):
+        await asyncio.gather(
+            sending.send_due_emails(committing_database),
+            sending.send_due_emails(committing_database),
+        )
+    async with committing_database.session() as session:
+        rows = (
+            await session.scalars(
+                select(ScheduledEmail).where(ScheduledEmail.campaign_id == campaign.id)
+            )
+        ).all()
+    sent = [r for r in rows if r.status == EmailStatus.sent]
+    assert len(sent) == 7
+    files = list((outbox_settings.outbox_path / str(mailbox.id)).glob("*.eml"))
+    assert len(files) == 7
+    assert {r.status for r in rows} == {EmailStatus.sent, EmailStatus.ready}
+    waiting = [r for r in rows if r.status == EmailStatus.ready]
+    assert all(r.due_at > START + timedelta(hours=12) for r in waiting)  # next windows
