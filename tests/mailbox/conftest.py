@@ -32,7 +32,7 @@ from outreach.mailbox.oauth import GMAIL_COMPOSE, GMAIL_METADATA, GMAIL_SEND
 from outreach.mailbox.service import mailbox_service
 from outreach.models import Mailbox, MailboxMode, User
 from tests.conftest import _started_app, make_client
-from tests.fakes.gmail import FakeGmail, fake_gmail, fake_gmail_server  # noqa: F401
+from tests.fakes.gmail import FakeGmail
 from tests.fakes.google import FakeGoogle
 from tests.fakes.google_oauth import FAKE_CLIENT_SECRET, Grant
 

@@ -197,7 +197,13 @@ class TestGmailProvider:
         found = await provider.find_sent(
             rfc822_message_id=str(mime["Message-ID"]), draft_id=draft_id
         )
-        assert found == fake_gmail.sent(ADDRESS)[-1].id
+        # The message found is the one carrying our Message-ID (checked by id, not by
+        # position: a message from elsewhere may land in the same fake mailbox).
+        ours = [
+            m.id for m in fake_gmail.sent(ADDRESS) if m.parsed["Message-ID"] == mime["Message-ID"]
+        ]
+        assert found is not None
+        assert [found] == ours
         # Only calls gmail.metadata allows: no q, format=metadata.
         for name, params in fake_gmail.calls:
             assert "q" not in params

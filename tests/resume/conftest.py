@@ -12,7 +12,7 @@ from outreach.app import create_app
 from outreach.config import Settings, use_settings
 from outreach.kit.db import Database
 from tests.conftest import make_client, sign_in
-from tests.fakes.openai import FAKE_API_KEY, FAKE_MODEL, FakeOpenAI, fake_openai, fake_openai_server  # noqa: F401 - fixtures
+from tests.fakes.openai import FAKE_API_KEY, FAKE_MODEL, FakeOpenAI
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 

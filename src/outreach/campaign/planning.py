@@ -16,6 +16,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 COMPANY_WINDOW = timedelta(days=7)
@@ -41,11 +42,7 @@ class SendingWindow:
 
     def bounds(self, day: date) -> tuple[datetime, datetime]:
         """The window of a local ``day``, in UTC."""
-        start = datetime.combine(day, self.start, tzinfo=self.timezone).astimezone(UTC)
-        # fold=1: when the end falls in a spring-forward gap, the window closes at the
-        # jump rather than an hour after it (the local hours never exceed the window).
-        end = datetime.combine(day, self.end, tzinfo=self.timezone).replace(fold=1).astimezone(UTC)
-        return start, end
+        return _window_bounds(self, day)
 
     def earliest_at_or_after(self, moment: datetime) -> datetime:
         """The first instant at or after ``moment`` inside this window."""
@@ -58,6 +55,16 @@ class SendingWindow:
             if moment < end:
                 return max(moment, start)
         raise PlanningError("no sending time found within ten years")
+
+
+@lru_cache(maxsize=4096)
+def _window_bounds(window: SendingWindow, day: date) -> tuple[datetime, datetime]:
+    # Cached: planning 10,000 sends asks for the same few days over and over.
+    start = datetime.combine(day, window.start, tzinfo=window.timezone).astimezone(UTC)
+    # fold=1: when the end falls in a spring-forward gap, the window closes at the
+    # jump rather than an hour after it (the local hours never exceed the window).
+    end = datetime.combine(day, window.end, tzinfo=window.timezone).replace(fold=1).astimezone(UTC)
+    return start, end
 
 
 @dataclass(frozen=True)

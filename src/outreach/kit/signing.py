@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from outreach.kit.clock import utcnow
@@ -29,6 +30,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@lru_cache(maxsize=64)
 def _key(secret: str, purpose: str) -> bytes:
     return hmac.new(
         secret.encode(), f"outreach-signing:{purpose}".encode(), hashlib.sha256

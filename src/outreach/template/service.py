@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from outreach.kit.unsubscribe import make_unsubscribe_token, unsubscribe_url
 from outreach.models import Template, TemplateVersion, User
 from outreach.template.rendering import (
     RenderedEmail,
+    TemplateContent,
     recipient_context,
     render_email,
     sender_context,
@@ -194,9 +195,60 @@ class TemplateService:
         template.deleted_at = utcnow()
         await session.flush()
 
+    def renderer(
+        self,
+        version: TemplateContent,
+        *,
+        sender_id: uuid.UUID,
+        sender: Mapping[str, object],
+        campaign_id: uuid.UUID | None = None,
+    ) -> Callable[
+        [Mapping[str, object], Mapping[str, object] | None], tuple[RenderedEmail, dict[str, Any]]
+    ]:
+        """A function rendering ``version`` for one recipient after another, exactly as
+        sent (footer included); what every email shares is worked out once.
+
+        It raises :class:`MissingTemplateVariables` naming what is missing."""
+        settings = get_settings()
+        secret = settings.secret_key.get_secret_value()
+        sender_values = sender_context(sender)
+
+        def render(
+            recipient: Mapping[str, object], custom_fields: Mapping[str, object] | None
+        ) -> tuple[RenderedEmail, dict[str, Any]]:
+            context = recipient_context(recipient, custom_fields)
+            context["sender"] = sender_values
+            token = make_unsubscribe_token(
+                secret=secret,
+                sender_id=sender_id,
+                email=str(recipient.get("email") or ""),
+                campaign_id=campaign_id,
+            )
+            try:
+                rendered = render_email(
+                    version,
+                    context,
+                    footer=settings.unsubscribe_footer_text,
+                    unsubscribe_url=unsubscribe_url(settings.base_url, token),
+                )
+            except MissingVariables as exc:
+                raise MissingTemplateVariables(
+                    f"no value and no default for {', '.join(exc.names)}",
+                    missing=exc.names,
+                    errors=[
+                        FieldError(loc=["sample", n], message="no value and no default")
+                        for n in exc.names
+                    ],
+                ) from exc
+            except TemplateProblem as exc:
+                raise InvalidTemplate(str(exc), errors=[_problem(exc)]) from exc
+            return rendered, context
+
+        return render
+
     def render_for(
         self,
-        version: TemplateVersion,
+        version: TemplateContent,
         *,
         sender_id: uuid.UUID,
         recipient: Mapping[str, object],
@@ -204,37 +256,9 @@ class TemplateService:
         sender: Mapping[str, object],
         campaign_id: uuid.UUID | None = None,
     ) -> tuple[RenderedEmail, dict[str, Any]]:
-        """Render one email exactly as it would be sent, footer included.
-
-        Raises :class:`MissingTemplateVariables` naming what is missing."""
-        settings = get_settings()
-        context = recipient_context(recipient, custom_fields)
-        context["sender"] = sender_context(sender)
-        token = make_unsubscribe_token(
-            secret=settings.secret_key.get_secret_value(),
-            sender_id=sender_id,
-            email=str(recipient.get("email") or ""),
-            campaign_id=campaign_id,
-        )
-        try:
-            rendered = render_email(
-                version,
-                context,
-                footer=settings.unsubscribe_footer_text,
-                unsubscribe_url=unsubscribe_url(settings.base_url, token),
-            )
-        except MissingVariables as exc:
-            raise MissingTemplateVariables(
-                f"no value and no default for {', '.join(exc.names)}",
-                missing=exc.names,
-                errors=[
-                    FieldError(loc=["sample", n], message="no value and no default")
-                    for n in exc.names
-                ],
-            ) from exc
-        except TemplateProblem as exc:
-            raise InvalidTemplate(str(exc), errors=[_problem(exc)]) from exc
-        return rendered, context
+        """Render one email exactly as it would be sent, footer included."""
+        render = self.renderer(version, sender_id=sender_id, sender=sender, campaign_id=campaign_id)
+        return render(recipient, custom_fields)
 
     def sample_render(
         self,
