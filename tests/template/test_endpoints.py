@@ -185,3 +185,26 @@ async def test_variables_endpoint(client: httpx.AsyncClient) -> None:
     assert "first_name" in names
     assert "sender.top_skills" in names
     assert "first_word" in body["filters"]
+
+
+async def test_variables_of_a_list_include_its_columns(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    me = await sign_in(client, "ada@example.com")
+    from outreach.models import User
+    from tests.campaign.conftest import make_list
+
+    user = await session.get(User, uuid.UUID(me["id"]))
+    assert user is not None
+    recipients = await make_list(
+        session,
+        user,
+        [{"email": "a@b.io", "custom_fields": {"team_size": "40", "hiring_for": "SRE"}}],
+    )
+    body = (
+        await client.get("/v1/templates/variables", params={"list_id": str(recipients.id)})
+    ).json()
+    columns = [v["name"] for v in body["variables"] if v["source"] == "list column"]
+    assert columns == ["team_size", "hiring_for"]
+    other = await client.get("/v1/templates/variables", params={"list_id": str(uuid.uuid4())})
+    assert other.status_code == 404

@@ -6,9 +6,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.models import User
+from outreach.models import Recipient, User
+from outreach.recipient.lists import list_service
 from outreach.template.rendering import SENDER_VARIABLES, STANDARD_VARIABLES, variable_name
 from outreach.template.service import SAMPLE_RECIPIENT
 
@@ -38,3 +40,20 @@ async def available_variables(
         {"name": f"sender.{name}", "source": "sender", "example": None} for name in SENDER_VARIABLES
     ]
     return found
+
+
+async def _recipient_list_columns(
+    session: AsyncSession, user: User, list_id: uuid.UUID
+) -> list[str]:
+    """The custom columns a list's recipients carry (404 when the list is not the user's)."""
+    await list_service.get_list(session, user_id=user.id, list_id=list_id)
+    rows = await session.scalars(
+        select(Recipient.custom_fields).where(Recipient.list_id == list_id).limit(500)
+    )
+    columns: list[str] = []
+    for fields in rows:
+        columns += [key for key in fields if key not in columns]
+    return columns
+
+
+register_list_columns(_recipient_list_columns)

@@ -1,0 +1,271 @@
+"""Sending 2,000 due emails spread over 100 Gmail mailboxes, through a fake Gmail
+that answers each ``messages.send`` after 50 ms, versus the same number of bare
+``httpx`` POSTs to the same endpoint at the same concurrency.
+
+**project**: ``campaign.sending.send_due_emails`` ticks until every email is sent:
+claims under leases per mailbox (daily cap counted in the database), builds each
+MIME message (with the unsubscribe headers), sends it through the Gmail provider
+(send-only mailboxes: ``messages.send``) and commits each outcome, with
+``OUTREACH_SEND_CONCURRENCY`` sends in flight.
+**baseline**: 2,000 ``POST …/messages/send`` with a small JSON body from one
+``httpx.AsyncClient``, the same number in flight.
+
+The per-mailbox Gmail quota budget (250 units/s, a deliberate throttle that is
+unit-tested in tests/mailbox) is raised for this run so that the sending
+machinery itself is what is measured. PostgreSQL (fresh database, dropped after);
+the fake Gmail runs in its own process. Target: project / baseline throughput
+>= 0.7.
+
+    uv run python bench/campaign_send.py [--mailboxes 100] [--per-mailbox 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import socket
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, insert, select, text
+
+from outreach import tasks  # noqa: F401 - registers the jobs
+from outreach.config import Environment, Settings, use_settings
+from outreach.kit.clock import clock
+from outreach.kit.crypto import encrypt_secret
+from outreach.kit.db import Database, create_engine
+from outreach.migrations.runner import upgrade
+from outreach.models import (
+    Campaign,
+    CreditAccount,
+    Mailbox,
+    MailboxMode,
+    MailboxProvider,
+    ScheduledEmail,
+    Template,
+    User,
+)
+from outreach.models.campaign import CampaignStatus, EmailStatus
+
+LATENCY = 0.05
+CONCURRENCY = 20
+SERVER = os.environ.get(
+    "OUTREACH_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def serve_fake_gmail(port: int) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    counter = iter(range(10**9))
+
+    async def send(request: Request) -> JSONResponse:
+        await request.body()
+        await asyncio.sleep(LATENCY)
+        number = next(counter)
+        return JSONResponse(
+            {"id": f"m{number:x}", "threadId": f"t{number:x}", "labelIds": ["SENT"]}
+        )
+
+    app = Starlette(routes=[Route("/gmail/v1/users/me/messages/send", send, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_for(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            try:
+                await client.get(url)
+                return
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError("fake Gmail did not start")
+
+
+async def create_database(name: str) -> str:
+    admin = create_engine(SERVER, pool_size=1)
+    async with admin.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return SERVER.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_database(name: str) -> None:
+    admin = create_engine(SERVER, pool_size=1)
+    async with admin.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+async def seed(database: Database, mailboxes: int, per_mailbox: int, now: datetime) -> None:
+    async with database.session() as session:
+        user = User(email="sender@example.com", name="Sender", referral_code="SENDBENCH0")
+        session.add(user)
+        await session.flush()
+        session.add(CreditAccount(user_id=user.id, balance=10**6))
+        template = Template(user_id=user.id, name="t", current_version=1)
+        session.add(template)
+        await session.flush()
+        rows: list[dict[str, Any]] = []
+        for index in range(mailboxes):
+            mailbox = Mailbox(
+                user_id=user.id,
+                provider=MailboxProvider.gmail,
+                mode=MailboxMode.send_only,
+                address=f"sender{index}@gmail.com",
+                daily_cap=2000,
+                timezone="UTC",
+                granted_scopes=["https://www.googleapis.com/auth/gmail.send"],
+                access_token_encrypted=encrypt_secret("bench-token"),
+                refresh_token_encrypted=encrypt_secret("bench-refresh"),
+                access_token_expires_at=now + timedelta(days=1),
+            )
+            session.add(mailbox)
+            await session.flush()
+            campaign = Campaign(
+                user_id=user.id,
+                name=f"c{index}",
+                mailbox_id=mailbox.id,
+                template_id=template.id,
+                start_at=now,
+                status=CampaignStatus.scheduled,
+                template_version=1,
+            )
+            session.add(campaign)
+            await session.flush()
+            rows += [
+                {
+                    "id": uuid.uuid4(),
+                    "created_at": now,
+                    "updated_at": now,
+                    "campaign_id": campaign.id,
+                    "user_id": user.id,
+                    "mailbox_id": mailbox.id,
+                    "to_address": f"lead{index}-{n}@firm{n}.com",
+                    "to_name": None,
+                    "status": EmailStatus.ready,
+                    "due_at": now - timedelta(minutes=1),
+                    "subject": f"Hello {n}",
+                    "body_text": "Hi,\n\nA short note.\n",
+                    "rfc822_message_id": f"<{uuid.uuid4().hex}@gmail.com>",
+                    "attempts": 0,
+                    "refunded": False,
+                }
+                for n in range(per_mailbox)
+            ]
+        await session.execute(insert(ScheduledEmail), rows)
+
+
+async def project(database: Database, total: int) -> float:
+    from outreach.campaign.sending import send_due_emails
+
+    started = time.perf_counter()
+    sent = 0
+    while sent < total:
+        done = await send_due_emails(database)
+        if done == 0:
+            raise RuntimeError("a tick sent nothing")
+        sent += done
+    elapsed = time.perf_counter() - started
+    async with database.session() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(ScheduledEmail)
+            .where(ScheduledEmail.status == EmailStatus.sent)
+        )
+    if count != total:
+        raise RuntimeError(f"{count} sent, expected {total}")
+    return elapsed
+
+
+async def baseline(url: str, total: int) -> float:
+    limit = asyncio.Semaphore(CONCURRENCY)
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=100)) as client:
+
+        async def one() -> None:
+            async with limit:
+                response = await client.post(
+                    f"{url}/gmail/v1/users/me/messages/send",
+                    json={"raw": "U3ViamVjdDogSGkNCg0KSGkNCg"},
+                    headers={"Authorization": "Bearer bench-token"},
+                )
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(total)))
+        return time.perf_counter() - started
+
+
+async def main(mailboxes: int, per_mailbox: int) -> int:
+    port = free_port()
+    server = multiprocessing.get_context("spawn").Process(
+        target=serve_fake_gmail, args=(port,), daemon=True
+    )
+    server.start()
+    gmail_url = f"http://127.0.0.1:{port}"
+    name = f"outreach_bench_send_{os.getpid()}"
+    try:
+        await wait_for(gmail_url)
+        url = await create_database(name)
+        await asyncio.to_thread(upgrade, url)
+        settings = Settings(
+            _env_file=None,
+            env=Environment.testing,
+            secret_key="s" * 40,  # type: ignore[call-arg]
+            database_url=url,
+            gmail_api_url=gmail_url,
+            gmail_quota_units_per_second=10**9,
+            send_concurrency=CONCURRENCY,
+            log_level="WARNING",
+        )
+        use_settings(settings)
+        database = Database(create_engine(url, pool_size=CONCURRENCY + 5))
+        now = datetime.now(UTC)
+        clock.freeze(now)
+        await seed(database, mailboxes, per_mailbox, now)
+        total = mailboxes * per_mailbox
+        bare = await baseline(gmail_url, total)
+        ours = await project(database, total)
+        await database.dispose()
+    finally:
+        server.kill()
+        await drop_database(name)
+    ratio = (total / ours) / (total / bare)
+    print(
+        f"{total} sends over {mailboxes} mailboxes, {CONCURRENCY} in flight, "
+        f"{LATENCY * 1000:.0f} ms fake latency"
+    )
+    print(
+        f"project {total / ours:.0f}/s ({ours:.2f}s), bare httpx {total / bare:.0f}/s ({bare:.2f}s)"
+    )
+    print(f"throughput ratio = {ratio:.2f}, target >= 0.7: {'PASS' if ratio >= 0.7 else 'FAIL'}")
+    return 0 if ratio >= 0.7 else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mailboxes", type=int, default=100)
+    parser.add_argument("--per-mailbox", type=int, default=20)
+    arguments = parser.parse_args()
+    sys.exit(asyncio.run(main(arguments.mailboxes, arguments.per_mailbox)))
