@@ -31,7 +31,7 @@ from outreach.mailbox.gmail import GmailDailyLimitExceeded, GmailRateLimited
 from outreach.mailbox.mime import OutgoingEmail, build_message
 from outreach.mailbox.providers import MailboxUnavailable, MailProvider, SendOutcomeUnknown
 from outreach.mailbox.service import mailbox_service
-from outreach.models import FailedJob, Mailbox, MailboxProvider, MailboxStatus
+from outreach.models import FailedJob, Mailbox, MailboxProvider, MailboxStatus, User
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
 from outreach.referral.service import ReferralTrigger, referral_service
 
@@ -242,13 +242,40 @@ async def _finish_sent(
     email.sent_at = utcnow()
     email.lease_until = None
     email.last_error = None
-    campaign = await session.get(Campaign, email.campaign_id)
-    if campaign is not None and campaign.status == CampaignStatus.scheduled:
-        campaign.status = CampaignStatus.sending
-    if mailbox.provider == MailboxProvider.gmail:
-        await referral_service.grant_referral_reward_if_eligible(
-            session, referred_user_id=email.user_id, trigger=ReferralTrigger.first_gmail_send
+
+
+async def after_sends(database: Database, email_ids: list[uuid.UUID]) -> None:
+    """Once per tick, not per email: campaigns with a first send become ``sending``, and
+    referred users whose emails really went out through Gmail reward their referrer."""
+    if not email_ids:
+        return
+    async with database.session() as session:
+        sent = (
+            select(ScheduledEmail.campaign_id)
+            .where(ScheduledEmail.id.in_(email_ids), ScheduledEmail.status == EmailStatus.sent)
+            .scalar_subquery()
         )
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.status == CampaignStatus.scheduled, Campaign.id.in_(sent))
+            .values(status=CampaignStatus.sending, updated_at=utcnow())
+        )
+        referred = await session.scalars(
+            select(ScheduledEmail.user_id)
+            .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
+            .join(User, User.id == ScheduledEmail.user_id)
+            .where(
+                ScheduledEmail.id.in_(email_ids),
+                ScheduledEmail.status == EmailStatus.sent,
+                Mailbox.provider == MailboxProvider.gmail,
+                User.referred_by_id.is_not(None),
+            )
+            .distinct()
+        )
+        for user_id in list(referred):
+            await referral_service.grant_referral_reward_if_eligible(
+                session, referred_user_id=user_id, trigger=ReferralTrigger.first_gmail_send
+            )
 
 
 async def _fail(session: AsyncSession, email: ScheduledEmail, error: str) -> None:
@@ -342,12 +369,16 @@ async def send_one(session: AsyncSession, email: ScheduledEmail, mailbox: Mailbo
 
 async def _send_claimed(database: Database, email_id: uuid.UUID) -> None:
     async with database.session() as session:
-        email = await session.get(ScheduledEmail, email_id)
-        if email is None or email.status != EmailStatus.sending:
+        row = (
+            await session.execute(
+                select(ScheduledEmail, Mailbox)
+                .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
+                .where(ScheduledEmail.id == email_id)
+            )
+        ).first()
+        if row is None or row[0].status != EmailStatus.sending:
             return
-        mailbox = await session.get(Mailbox, email.mailbox_id)
-        assert mailbox is not None
-        await send_one(session, email, mailbox)
+        await send_one(session, row[0], row[1])
 
 
 async def recover_expired_leases(database: Database, now: datetime) -> int:
@@ -375,6 +406,7 @@ async def recover_expired_leases(database: Database, now: datetime) -> int:
             except MailboxUnavailable:
                 continue
             await _reconcile(session, email, mailbox, provider, "worker stopped during the send")
+    await after_sends(database, ids)
     return len(ids)
 
 
@@ -417,6 +449,7 @@ async def send_due_emails(database: Database) -> int:
                     email_id=str(email_id),
                     error=repr(result),
                 )
+    await after_sends(database, claimed)
     await _complete_finished_campaigns(database)
     return len(claimed)
 
