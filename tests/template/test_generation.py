@@ -164,3 +164,39 @@ async def test_llm_draft_that_escapes_the_sandbox_is_not_used(
     draft = (await client.post("/v1/templates/generate", json={"target_role": "SRE"})).json()
     assert draft["writer"].startswith("built-in")
     assert "__class__" not in draft["subject"]
+
+
+async def test_sender_profile_comes_from_the_resume(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    from outreach.models.resume_analysis import ResumeAnalysis
+
+    me = await sign_in(client, "asha@example.com", "Asha Rao")
+    resume = await add_resume(session, me["id"])
+    session.add(
+        ResumeAnalysis(
+            user_id=resume.user_id,
+            resume_id=resume.id,
+            rubric_version="x",
+            score=80,
+            target_role="Data Engineer",
+            free=True,
+            credits_charged=0,
+            writer="built-in",
+            report={},
+        )
+    )
+    await session.flush()
+    template = (
+        await client.post(
+            "/v1/templates",
+            json={
+                "name": "p",
+                "subject": "Hi",
+                "body_text": "{{ sender.first_name }}: {{ sender.target_role }}, "
+                "{{ sender.top_skills }}, {{ sender.years_experience }}",
+            },
+        )
+    ).json()
+    rendered = (await client.post(f"/v1/templates/{template['id']}/render", json={})).json()
+    assert rendered["text"].startswith("Asha: Data Engineer, Python, Airflow, PostgreSQL, 4+ years")

@@ -212,13 +212,16 @@ def charge_key(user: User, idempotency_key: str | None) -> str:
 
 
 async def _resume_highlights(session: AsyncSession, user: User) -> dict[str, object]:
+    """``sender.top_skills``, ``sender.years_experience`` and ``sender.target_role``
+    (the role of the latest resume analysis) from the user's latest resume."""
     try:
-        resume, _ = await resume_service.latest(session, user=user)
+        resume, analysis = await resume_service.latest(session, user=user)
     except ResumeNotFound:
         return {}
     return {
         "top_skills": ", ".join(resume.skills[:3]),
         "years_experience": _years(resume.years_experience) or None,
+        "target_role": analysis.target_role if analysis is not None else None,
     }
 
 
