@@ -85,6 +85,15 @@ async def test_csv_import_end_to_end(rclient: httpx.AsyncClient, ada: dict) -> N
     assert [(e["row"], e["column"]) for e in errors] == [(4, "Email Address"), (6, "Email Address")]
     assert "@-sign" in errors[0]["reason"]
     assert errors[1]["reason"] == "the email cell is empty"
+    errors_csv = await rclient.get(f"/v1/recipients/lists/{result['id']}/errors/export")
+    assert errors_csv.status_code == 200
+    assert errors_csv.headers["content-type"].startswith("text/csv")
+    csv_rows = errors_csv.text.splitlines()
+    assert csv_rows[0] == "row,column,reason,value"
+    assert [line.split(",")[:2] for line in csv_rows[1:]] == [
+        ["4", "Email Address"],
+        ["6", "Email Address"],
+    ]
 
     search = await all_items(rclient, result["id"], q="hopper")
     assert [i["email"] for i in search] == ["grace@navy.mil"]

@@ -210,6 +210,22 @@ class ListService:
         rows = rows[:limit]
         return rows, encode_position_cursor(rows[-1].row, rows[-1].id, secret)
 
+    async def errors_csv(self, session: AsyncSession, *, recipient_list: RecipientList) -> str:
+        """Every row error of the import as CSV, in row order; cells are formula-safe."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["row", "column", "reason", "value"])
+        errors = await session.scalars(
+            select(RecipientImportError)
+            .where(RecipientImportError.list_id == recipient_list.id)
+            .order_by(RecipientImportError.row, RecipientImportError.id)
+        )
+        for error in errors:
+            writer.writerow(
+                [safe_cell(v) for v in (error.row, error.column, error.reason, error.value)]
+            )
+        return buffer.getvalue()
+
     async def export_csv(
         self, database: Database, *, list_id: uuid.UUID, batch: int = 2000
     ) -> AsyncIterator[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from outreach.auth.dependencies import CurrentUser
 from outreach.config import Settings
@@ -164,6 +164,21 @@ async def list_errors(
         session, recipient_list=found, limit=limit, cursor=cursor, secret=_secret(request)
     )
     return Page(items=[ImportErrorOut.model_validate(e) for e in errors], next_cursor=next_cursor)
+
+
+@router.get(
+    "/lists/{list_id}/errors/export",
+    summary="The import's row errors as CSV (formula-injection-safe cells)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **problem_responses(401, 404, 422)},
+)
+async def export_errors(list_id: ListID, user: CurrentUser, session: SessionDep) -> Response:
+    found = await list_service.get_list(session, user_id=user.id, list_id=list_id)
+    return Response(
+        await list_service.errors_csv(session, recipient_list=found),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="list-{found.id}-errors.csv"'},
+    )
 
 
 @router.get(
