@@ -27,7 +27,7 @@ from outreach.kit.idempotency import IdempotentRoute
 from outreach.kit.logging import configure_logging, get_logger
 from outreach.kit.middleware import RequestContextMiddleware
 from outreach.kit.parsing_pool import ParsingPool, clear_parsing_pool, set_parsing_pool
-from outreach.kit.storage import create_storage
+from outreach.kit.storage import create_storage, set_storage
 from outreach.llm.service import llm_service
 from outreach.mailbox.http import close_google_http
 from outreach.payment.gateway import razorpay_clients
@@ -42,6 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     set_database(database)
     app.state.storage = create_storage(settings)
+    set_storage(app.state.storage)
     app.state.parsing_pool = ParsingPool.from_settings(settings)
     app.state.parsing_pool.start()  # workers up before the first upload
     set_parsing_pool(app.state.parsing_pool)
@@ -73,6 +74,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await broker.shutdown()
         jobs.set_broker(None)
         await google_http.aclose()
+        set_storage(None)
         await app.state.storage.close()
         clear_parsing_pool(app.state.parsing_pool)
         await app.state.parsing_pool.stop()

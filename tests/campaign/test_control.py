@@ -160,3 +160,55 @@ async def test_another_users_campaign_is_404(
             ),
         ):
             assert response.status_code == 404
+
+
+async def test_attached_resume_goes_out_as_uploaded(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    database: Database,
+    outbox_settings: Settings,
+    frozen_clock: Clock,
+    app: object,
+) -> None:
+    import email as email_lib
+    from email import policy
+
+    from outreach.models.resume import Resume
+
+    frozen_clock.freeze(MONDAY_0830_IST - timedelta(hours=1))
+    no_resume = await setup_campaign(client, session, attach_resume=True)
+    refused = await client.post(
+        f"/v1/campaigns/{no_resume['campaign']['id']}/schedule", headers={"Idempotency-Key": "r"}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["loc"] == ["body", "attach_resume"]
+
+    pdf = b"%PDF-1.4 the resume exactly as uploaded"
+    await app.state.storage.put("resumes/cv-asha.pdf", pdf)  # type: ignore[attr-defined]
+    session.add(
+        Resume(
+            user_id=no_resume["user"].id,
+            file_key="resumes/cv-asha.pdf",
+            file_name="Asha Rao CV.pdf",
+            kind="pdf",
+            size_bytes=len(pdf),
+            sha256="0" * 64,
+            page_count=1,
+            text="x",
+            sections={},
+            contact={},
+            skills=[],
+            years_experience=None,
+            layout={},
+        )
+    )
+    await session.flush()
+    await schedule(client, no_resume["campaign"]["id"])
+    frozen_clock.freeze(MONDAY_0830_IST + timedelta(hours=3))
+    assert await send_due_emails(database) == 3
+    outbox = outbox_settings.outbox_path / str(no_resume["mailbox"].id)
+    for path in outbox.glob("*.eml"):
+        message = email_lib.message_from_bytes(path.read_bytes(), policy=policy.default)
+        attachments = list(message.iter_attachments())
+        assert [a.get_filename() for a in attachments] == ["Asha Rao CV.pdf"]
+        assert attachments[0].get_content() == pdf

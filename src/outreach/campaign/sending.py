@@ -26,13 +26,15 @@ from outreach.kit.clock import utcnow
 from outreach.kit.db import Database
 from outreach.kit.errors import AppError, NotFound
 from outreach.kit.logging import get_logger
+from outreach.kit.storage import get_storage
 from outreach.kit.unsubscribe import make_unsubscribe_token, unsubscribe_url
 from outreach.mailbox.gmail import GmailDailyLimitExceeded, GmailRateLimited
-from outreach.mailbox.mime import OutgoingEmail, build_message
+from outreach.mailbox.mime import Attachment, OutgoingEmail, build_message
 from outreach.mailbox.providers import MailboxUnavailable, MailProvider, SendOutcomeUnknown
 from outreach.mailbox.service import mailbox_service
 from outreach.models import FailedJob, Mailbox, MailboxProvider, MailboxStatus, User
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
+from outreach.models.resume import Resume
 from outreach.referral.service import ReferralTrigger, referral_service
 
 log = get_logger("outreach.sending")
@@ -44,7 +46,32 @@ CLAIM_BATCH = 25
 _ACTIVE = (CampaignStatus.scheduled, CampaignStatus.sending)
 
 
-def build_mime(email: ScheduledEmail, mailbox: Mailbox) -> EmailMessage:
+_CONTENT_TYPES = {
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
+async def resume_attachment(
+    session: AsyncSession, resume_id: uuid.UUID | None
+) -> Attachment | None:
+    """The resume a campaign attaches (the file as uploaded), or None."""
+    if resume_id is None:
+        return None
+    resume = await session.get(Resume, resume_id)
+    if resume is None:
+        return None  # deleted since scheduling: send without it rather than not at all
+    content = await get_storage().get(resume.file_key)
+    return Attachment(
+        filename=resume.file_name,
+        content=content,
+        content_type=_CONTENT_TYPES.get(resume.kind, "application/octet-stream"),
+    )
+
+
+def build_mime(
+    email: ScheduledEmail, mailbox: Mailbox, attachment: Attachment | None = None
+) -> EmailMessage:
     """The exact message of ``email``, with our Message-ID and the unsubscribe headers."""
     settings = get_settings()
     token = make_unsubscribe_token(
@@ -68,6 +95,7 @@ def build_mime(email: ScheduledEmail, mailbox: Mailbox) -> EmailMessage:
             list_unsubscribe=tuple(links),
             one_click_unsubscribe=True,
             message_id=email.rfc822_message_id,
+            attachments=(attachment,) if attachment is not None else (),
         )
     )
 
@@ -113,9 +141,12 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
             except MailboxUnavailable:
                 return prepared  # the mailbox-unavailable hook paused the campaign
             waiting = EmailStatus.awaiting_approval if campaign.review_mode else EmailStatus.ready
+            attachment = await resume_attachment(session, campaign.resume_id)
             for email in batch:
                 if provider.supports_drafts:
-                    email.draft_id = await provider.create_draft(build_mime(email, mailbox))
+                    email.draft_id = await provider.create_draft(
+                        build_mime(email, mailbox, attachment)
+                    )
                 email.status = waiting
                 prepared += 1
 
@@ -329,7 +360,12 @@ async def _reconcile(
         _retry_later(email, error)
 
 
-async def send_one(session: AsyncSession, email: ScheduledEmail, mailbox: Mailbox) -> None:
+async def send_one(
+    session: AsyncSession,
+    email: ScheduledEmail,
+    mailbox: Mailbox,
+    resume_id: uuid.UUID | None = None,
+) -> None:
     """Send one claimed email; every path ends in a committed, truthful status."""
     try:
         provider = await mailbox_service.provider_for(session, mailbox)
@@ -341,7 +377,8 @@ async def send_one(session: AsyncSession, email: ScheduledEmail, mailbox: Mailbo
         if email.draft_id is not None and provider.supports_drafts:
             message_id = await provider.send_draft(email.draft_id)
         else:
-            message_id = await provider.send(build_mime(email, mailbox))
+            attachment = await resume_attachment(session, resume_id)
+            message_id = await provider.send(build_mime(email, mailbox, attachment))
     except SendOutcomeUnknown as exc:
         await _reconcile(session, email, mailbox, provider, str(exc))
         return
@@ -371,14 +408,15 @@ async def _send_claimed(database: Database, email_id: uuid.UUID) -> None:
     async with database.session() as session:
         row = (
             await session.execute(
-                select(ScheduledEmail, Mailbox)
+                select(ScheduledEmail, Mailbox, Campaign.resume_id)
                 .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
+                .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
                 .where(ScheduledEmail.id == email_id)
             )
         ).first()
         if row is None or row[0].status != EmailStatus.sending:
             return
-        await send_one(session, row[0], row[1])
+        await send_one(session, row[0], row[1], row[2])
 
 
 async def recover_expired_leases(database: Database, now: datetime) -> int:

@@ -36,6 +36,7 @@ from outreach.models import LedgerReason, Mailbox, MailboxStatus, User
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
 from outreach.models.recipient_list import ListStatus
 from outreach.recipient.lists import list_service
+from outreach.resume.service import ResumeNotFound, resume_service
 from outreach.template.service import template_service
 
 # Settings that PATCH may change while the campaign is a draft.
@@ -350,6 +351,8 @@ class CampaignService:
         ]
         for start in range(0, len(rows), 1000):
             await session.execute(insert(ScheduledEmail), rows[start : start + 1000])
+        if campaign.attach_resume:
+            campaign.resume_id = await self.resume_to_attach(session, user=user)
         campaign.status = CampaignStatus.scheduled
         campaign.template_version = version.version
         campaign.scheduled_at = utcnow()
@@ -364,6 +367,14 @@ class CampaignService:
         )
         enqueue_after_commit(session, "campaign.prepare_emails", campaign_id=str(campaign.id))
         return len(rows), cost, audience.skipped_counts
+
+    async def resume_to_attach(self, session: AsyncSession, *, user: User) -> uuid.UUID:
+        """The latest resume, for a campaign that attaches it; 422 when there is none."""
+        try:
+            resume, _ = await resume_service.latest(session, user=user)
+        except ResumeNotFound as exc:
+            raise _invalid("attach_resume", "upload a resume first, or do not attach one") from exc
+        return resume.id
 
     # -- control ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from outreach.campaign.schemas import (
     StatsOut,
     TestSendOut,
 )
-from outreach.campaign.sending import build_mime
+from outreach.campaign.sending import build_mime, resume_attachment
 from outreach.campaign.service import NothingToSend, campaign_service, campaign_timezone
 from outreach.config import get_settings
 from outreach.credits.pricing import pricing_from_settings
@@ -134,8 +134,12 @@ async def test_send(session: AsyncSession, *, user: User, campaign: Campaign) ->
         rfc822_message_id=make_message_id(mailbox.address.rsplit("@", 1)[-1]),
         due_at=utcnow(),
     )
+    attachment = None
+    if campaign.attach_resume:
+        resume_id = await campaign_service.resume_to_attach(session, user=user)
+        attachment = await resume_attachment(session, resume_id)
     provider = await mailbox_service.provider_for(session, mailbox)
-    message_id = await provider.send(build_mime(email, mailbox))
+    message_id = await provider.send(build_mime(email, mailbox, attachment))
     return TestSendOut(
         to=mailbox.address,
         provider=mailbox.provider.value,

@@ -131,3 +131,21 @@ def create_storage(settings: Settings) -> Storage:
             raise StorageError("OUTREACH_GCS_BUCKET is required with OUTREACH_STORAGE_BACKEND=gcs")
         return GCSStorage(settings.gcs_bucket)
     return LocalStorage(settings.storage_path)
+
+
+_storage: Storage | None = None
+
+
+def set_storage(storage: Storage | None) -> None:
+    global _storage
+    _storage = storage
+
+
+def get_storage() -> Storage:
+    """The process's storage (set by the app lifespan; a worker makes it on first use)."""
+    global _storage
+    if _storage is None:
+        from outreach.config import get_settings
+
+        _storage = create_storage(get_settings())
+    return _storage
