@@ -166,7 +166,10 @@ def plan_sends(
     for email in emails:
         candidate = cursor if first else cursor + min_gap + rng.random() * jitter
         slot = _place(email, candidate, window, ledger, honour_company_cap=False)
-        if ledger.company_free_from(email.company_domain, slot) > slot:
+        if (
+            email.company_domain is not None
+            and ledger.company_free_from(email.company_domain, slot) > slot
+        ):
             deferred.append(email)  # placed after the others, once its company is free
             continue
         ledger.book(slot, email.company_domain)

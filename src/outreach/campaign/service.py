@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.campaign.audience import Audience, build_audience, company_domain, in_flight_statuses
+from outreach.campaign.audience import Audience, build_audience, in_flight_statuses
 from outreach.campaign.planning import (
     EmailToPlan,
     PlanningError,
@@ -262,11 +262,17 @@ class CampaignService:
                 ),
             )
         )
+        capped = campaign.company_cap is not None
+        per_recipient = campaign.use_recipient_timezone
         emails = [
             EmailToPlan(
                 key=index,
-                company_domain=candidate.company_domain if campaign.company_cap else None,
-                window=self._recipient_window(campaign, window, candidate.recipient.timezone),
+                company_domain=candidate.company_domain if capped else None,
+                window=(
+                    self._recipient_window(window, candidate.recipient.timezone)
+                    if per_recipient and candidate.recipient.timezone
+                    else None
+                ),
             )
             for index, candidate in enumerate(audience.to_send)
         ]
@@ -287,11 +293,8 @@ class CampaignService:
             raise _invalid("window_start", str(exc)) from exc
 
     @staticmethod
-    def _recipient_window(
-        campaign: Campaign, window: SendingWindow, tz_name: str | None
-    ) -> SendingWindow | None:
-        if not campaign.use_recipient_timezone or not tz_name:
-            return None
+    def _recipient_window(window: SendingWindow, tz_name: str) -> SendingWindow | None:
+        """The campaign's hours in the recipient's own time zone."""
         try:
             zone = ZoneInfo(tz_name)
         except (ZoneInfoNotFoundError, ValueError):
@@ -326,18 +329,19 @@ class CampaignService:
                 idempotency_key=f"campaign:{campaign.id}:schedule",
             )
         domain = mailbox.address.rsplit("@", 1)[-1]
+        now = utcnow()
         rows = [
             {
                 "id": uuid.uuid4(),
-                "created_at": utcnow(),
-                "updated_at": utcnow(),
+                "created_at": now,
+                "updated_at": now,
                 "campaign_id": campaign.id,
                 "user_id": user.id,
                 "mailbox_id": mailbox.id,
                 "recipient_id": candidate.recipient.id,
                 "to_address": candidate.recipient.email,
                 "to_name": candidate.recipient.name,
-                "company_domain": company_domain(candidate.recipient.email),
+                "company_domain": candidate.company_domain,
                 "status": EmailStatus.pending,
                 "due_at": plan.due_at[index],
                 "subject": candidate.rendered.subject,
