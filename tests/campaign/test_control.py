@@ -212,3 +212,36 @@ async def test_attached_resume_goes_out_as_uploaded(
         attachments = list(message.iter_attachments())
         assert [a.get_filename() for a in attachments] == ["Asha Rao CV.pdf"]
         assert attachments[0].get_content() == pdf
+
+
+async def test_campaign_cap_below_the_mailbox_cap_holds_at_send_time(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    database: Database,
+    outbox_settings: Settings,
+    frozen_clock: Clock,
+) -> None:
+    frozen_clock.freeze(MONDAY_0830_IST - timedelta(hours=1))
+    ctx = await setup_campaign(client, session, daily_cap=2, min_gap_seconds=0)
+    await schedule(client, ctx["campaign"]["id"])
+    campaign_id = uuid.UUID(ctx["campaign"]["id"])
+    rows = (
+        await session.scalars(
+            select(ScheduledEmail).where(ScheduledEmail.campaign_id == campaign_id)
+        )
+    ).all()
+    for row in rows:
+        row.due_at = MONDAY_0830_IST  # all due now; the mailbox itself allows 250 a day
+    await session.flush()
+    frozen_clock.freeze(MONDAY_0830_IST + timedelta(hours=1))
+    assert await send_due_emails(database) == 2
+    assert await send_due_emails(database) == 0
+    leftover = await session.scalar(
+        select(ScheduledEmail)
+        .where(
+            ScheduledEmail.campaign_id == campaign_id, ScheduledEmail.status == EmailStatus.ready
+        )
+        .execution_options(populate_existing=True)
+    )
+    assert leftover is not None
+    assert leftover.due_at > MONDAY_0830_IST + timedelta(hours=12)

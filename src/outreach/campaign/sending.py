@@ -15,6 +15,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, update
@@ -213,7 +214,7 @@ async def claim_due_emails(
         await _defer_to_next_window(session, mailbox, now)
         return []
     due = (
-        select(ScheduledEmail.id)
+        select(ScheduledEmail.id, ScheduledEmail.campaign_id, Campaign.daily_cap)
         .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
         .where(
             ScheduledEmail.mailbox_id == mailbox_id,
@@ -226,7 +227,8 @@ async def claim_due_emails(
         .limit(min(room, CLAIM_BATCH))
         .with_for_update(skip_locked=True, of=ScheduledEmail)
     )
-    ids = list((await session.scalars(due)).all())
+    rows = list((await session.execute(due)).all())
+    ids = await _within_campaign_caps(session, mailbox, rows, now)
     if not ids:
         return []
     await session.execute(
@@ -240,6 +242,49 @@ async def claim_due_emails(
         )
     )
     return ids
+
+
+async def _within_campaign_caps(
+    session: AsyncSession, mailbox: Mailbox, rows: list[Any], now: datetime
+) -> list[uuid.UUID]:
+    """Drop claims past a campaign's own daily cap (its override of the mailbox cap);
+    a campaign at its cap has its due emails moved to the next window."""
+    capped = {campaign_id: cap for _, campaign_id, cap in rows if cap is not None}
+    if not capped:
+        return [email_id for email_id, _, _ in rows]
+    day_start = mailbox_day_start(mailbox, now)
+    counts = dict(
+        (
+            await session.execute(
+                select(ScheduledEmail.campaign_id, func.count())
+                .where(
+                    ScheduledEmail.campaign_id.in_(capped),
+                    or_(
+                        ScheduledEmail.sent_at >= day_start,
+                        ScheduledEmail.status == EmailStatus.sending,
+                    ),
+                )
+                .group_by(ScheduledEmail.campaign_id)
+            )
+        ).all()
+    )
+    room = {campaign_id: cap - counts.get(campaign_id, 0) for campaign_id, cap in capped.items()}
+    kept: list[uuid.UUID] = []
+    for email_id, campaign_id, _ in rows:
+        if campaign_id not in room:
+            kept.append(email_id)
+        elif room[campaign_id] > 0:
+            room[campaign_id] -= 1
+            kept.append(email_id)
+    tomorrow = mailbox_day_start(mailbox, now + timedelta(days=1))
+    for campaign_id, left in room.items():
+        if left <= 0 and counts.get(campaign_id, 0) >= capped[campaign_id]:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is not None:
+                await campaign_service.replan_overdue(
+                    session, campaign=campaign, mailbox=mailbox, after=tomorrow
+                )
+    return kept
 
 
 async def _defer_to_next_window(session: AsyncSession, mailbox: Mailbox, now: datetime) -> None:
