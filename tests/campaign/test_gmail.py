@@ -242,3 +242,41 @@ async def test_revoked_mailbox_pauses_the_campaign(
     mailbox = await session.get(Mailbox, campaign.mailbox_id)
     assert mailbox is not None
     assert mailbox.status == MailboxStatus.revoked
+
+
+async def test_a_failed_draft_leaves_no_orphan_drafts(
+    session: AsyncSession,
+    database: Database,
+    gmail_settings: Settings,
+    fake_google: FakeGoogle,
+    fake_gmail: FakeGmail,
+    frozen_clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frozen_clock.freeze(START - timedelta(hours=1))
+    campaign, _ = await scheduled_campaign(session, fake_google, emails=3)
+    campaign_id = campaign.id
+    real_build = sending.build_mime
+    calls = {"n": 0}
+
+    def failing_second(*args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("Gmail went away after the first draft")
+        return real_build(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sending, "build_mime", failing_second)
+    with pytest.raises(RuntimeError):
+        await sending.prepare_campaign_emails(database, campaign_id)
+    monkeypatch.undo()
+    await sending.prepare_campaign_emails(database, campaign_id)  # the job's retry
+    box = fake_gmail.mailbox(GMAIL)
+    rows = (
+        await session.execute(
+            select(ScheduledEmail.status, ScheduledEmail.draft_id).where(
+                ScheduledEmail.campaign_id == campaign_id
+            )
+        )
+    ).all()
+    assert {status for status, _ in rows} == {EmailStatus.ready}
+    assert sorted(draft for _, draft in rows) == sorted(box.drafts)  # no orphaned draft

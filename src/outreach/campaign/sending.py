@@ -111,9 +111,13 @@ def mailbox_day_start(mailbox: Mailbox, now: datetime) -> datetime:
 
 
 async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) -> int:
-    """Create drafts (Gmail full mode, outbox) for pending emails, in batches, each
-    batch its own transaction so progress shows. Returns how many were prepared."""
+    """Make pending emails ready: a draft each for providers that keep drafts (Gmail
+    full mode, the outbox), one email per transaction so a failure never leaves a
+    created draft unrecorded; other providers in batches. Progress shows as it goes.
+    Returns how many were prepared."""
     prepared = 0
+    attachment: Attachment | None = None
+    attachment_loaded = False
     while True:
         async with database.session() as session:
             campaign = await session.get(Campaign, campaign_id)
@@ -121,6 +125,10 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
                 return prepared
             mailbox = await session.get(Mailbox, campaign.mailbox_id)
             assert mailbox is not None
+            try:
+                provider = await mailbox_service.provider_for(session, mailbox)
+            except MailboxUnavailable:
+                return prepared  # the mailbox-unavailable hook paused the campaign
             batch = list(
                 (
                     await session.scalars(
@@ -130,26 +138,24 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
                             ScheduledEmail.status == EmailStatus.pending,
                         )
                         .order_by(ScheduledEmail.due_at)
-                        .limit(PREPARE_BATCH)
+                        .limit(1 if provider.supports_drafts else PREPARE_BATCH)
                         .with_for_update(skip_locked=True)
                     )
                 ).all()
             )
             if not batch:
                 return prepared
-            try:
-                provider = await mailbox_service.provider_for(session, mailbox)
-            except MailboxUnavailable:
-                return prepared  # the mailbox-unavailable hook paused the campaign
+            if provider.supports_drafts:
+                if not attachment_loaded:
+                    attachment = await resume_attachment(session, campaign.resume_id)
+                    attachment_loaded = True
+                batch[0].draft_id = await provider.create_draft(
+                    build_mime(batch[0], mailbox, attachment)
+                )
             waiting = EmailStatus.awaiting_approval if campaign.review_mode else EmailStatus.ready
-            attachment = await resume_attachment(session, campaign.resume_id)
             for email in batch:
-                if provider.supports_drafts:
-                    email.draft_id = await provider.create_draft(
-                        build_mime(email, mailbox, attachment)
-                    )
                 email.status = waiting
-                prepared += 1
+            prepared += len(batch)
 
 
 async def delete_drafts(database: Database, mailbox_id: uuid.UUID, draft_ids: list[str]) -> int:
