@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,7 +94,7 @@ async def preview(
             SkippedRecipient(email=e, reason=r, detail=d) for e, r, d in audience.skipped[:50]
         ],
         deferred_by_company_cap=[
-            audience.to_send[int(str(k))].recipient.email for k in plan.deferred_by_company_cap
+            audience.to_send[cast(int, k)].recipient.email for k in plan.deferred_by_company_cap
         ],
         credit_cost=len(audience.to_send) * pricing_from_settings(get_settings()).scheduled_email,
         credit_balance=await credit_service.get_balance(session, user_id=user.id),
