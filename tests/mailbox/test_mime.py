@@ -15,9 +15,7 @@ from outreach.mailbox.mime import (
     InvalidAddress,
     MessageTooLarge,
     OutgoingEmail,
-    as_bytes,
     build_message,
-    gmail_raw,
 )
 
 BASE = OutgoingEmail(
@@ -35,7 +33,7 @@ def _parse(data: bytes):  # type: ignore[no-untyped-def]
 
 def test_headers_are_encoded_and_parse_back() -> None:
     message = build_message(BASE)
-    raw = as_bytes(message)
+    raw = message.data
     assert b"=?utf-8?" in raw  # RFC 2047 for the non-ASCII subject and name
     assert all(ord(c) < 128 for c in raw.decode("ascii"))
     parsed = _parse(raw)
@@ -61,7 +59,7 @@ def test_text_html_attachment_and_unsubscribe_headers() -> None:
             }
         )
     )
-    parsed = _parse(base64.urlsafe_b64decode(gmail_raw(message)))
+    parsed = _parse(base64.urlsafe_b64decode(message.gmail_raw))
     assert parsed["List-Unsubscribe"] == "<https://o.test/u/tok>, <mailto:unsub@o.test>"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed["Message-ID"] == "<fixed-id@o.test>"

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from email.message import EmailMessage
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from outreach.campaign.service import campaign_service
 from outreach.config import get_settings
@@ -30,7 +31,7 @@ from outreach.kit.logging import get_logger
 from outreach.kit.storage import get_storage
 from outreach.kit.unsubscribe import make_unsubscribe_token, unsubscribe_url
 from outreach.mailbox.gmail import GmailDailyLimitExceeded, GmailRateLimited
-from outreach.mailbox.mime import Attachment, OutgoingEmail, build_message
+from outreach.mailbox.mime import Attachment, EncodedMessage, OutgoingEmail, build_message
 from outreach.mailbox.providers import MailboxUnavailable, MailProvider, SendOutcomeUnknown
 from outreach.mailbox.service import mailbox_service
 from outreach.models import FailedJob, Mailbox, MailboxProvider, MailboxStatus, User
@@ -72,7 +73,7 @@ async def resume_attachment(
 
 def build_mime(
     email: ScheduledEmail, mailbox: Mailbox, attachment: Attachment | None = None
-) -> EmailMessage:
+) -> EncodedMessage:
     """The exact message of ``email``, with our Message-ID and the unsubscribe headers."""
     settings = get_settings()
     token = make_unsubscribe_token(
@@ -145,15 +146,25 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
             )
             if not batch:
                 return prepared
-            if provider.supports_drafts:
-                if not attachment_loaded:
-                    attachment = await resume_attachment(session, campaign.resume_id)
-                    attachment_loaded = True
-                batch[0].draft_id = await provider.create_draft(
-                    build_mime(batch[0], mailbox, attachment)
-                )
+            if provider.supports_drafts and not attachment_loaded:
+                attachment = await resume_attachment(session, campaign.resume_id)
+                attachment_loaded = True
             waiting = EmailStatus.awaiting_approval if campaign.review_mode else EmailStatus.ready
+            # Without drafts the message is rendered once and sent as stored, unless a
+            # resume is attached: a copy of the file per email is too much to keep, so
+            # that message is built at send time.
+            keep_mime = not provider.supports_drafts and campaign.resume_id is None
             for email in batch:
+                if provider.supports_drafts or keep_mime:
+                    try:
+                        message = build_mime(email, mailbox, attachment)
+                    except AppError as exc:  # an address or header no message can carry
+                        await _fail(session, email, str(exc))
+                        continue
+                    if provider.supports_drafts:
+                        email.draft_id = await provider.create_draft(message)
+                    else:
+                        email.mime = message.data
                 email.status = waiting
             prepared += len(batch)
 
@@ -324,6 +335,7 @@ async def _finish_sent(
     email.sent_at = utcnow()
     email.lease_until = None
     email.last_error = None
+    email.mime = None  # the provider keeps the copy
 
 
 async def after_sends(database: Database, email_ids: list[uuid.UUID]) -> None:
@@ -415,7 +427,8 @@ async def send_one(
     session: AsyncSession,
     email: ScheduledEmail,
     mailbox: Mailbox,
-    resume_id: uuid.UUID | None = None,
+    resume_id: uuid.UUID | None,
+    sent: SentRecorder,
 ) -> None:
     """Send one claimed email; every path ends in a committed, truthful status."""
     try:
@@ -427,6 +440,15 @@ async def send_one(
     try:
         if email.draft_id is not None and provider.supports_drafts:
             message_id = await provider.send_draft(email.draft_id)
+        elif email.mime is not None:
+            message_id = await provider.send(
+                EncodedMessage(
+                    data=email.mime,
+                    message_id=email.rfc822_message_id,
+                    sender=mailbox.address,
+                    recipients=(email.to_address,),
+                )
+            )
         else:
             attachment = await resume_attachment(session, resume_id)
             message_id = await provider.send(build_mime(email, mailbox, attachment))
@@ -452,22 +474,86 @@ async def send_one(
     except AppError as exc:
         await _fail(session, email, str(exc))
         return
-    await _finish_sent(session, email, mailbox, message_id)
+    await session.commit()  # a refreshed token; and SQLite has one writer at a time
+    await _record_sent(sent, email.id, message_id)
 
 
-async def _send_claimed(database: Database, email_id: uuid.UUID) -> None:
+@dataclass(frozen=True)
+class _Claimed:
+    email: ScheduledEmail  # detached, with its stored MIME
+    mailbox: Mailbox  # detached
+    resume_id: uuid.UUID | None
+
+
+async def _load_claimed(database: Database, ids: list[uuid.UUID]) -> list[_Claimed]:
+    """The claimed emails with their mailboxes, in one query per chunk (not one per email)."""
+    claimed: list[_Claimed] = []
     async with database.session() as session:
-        row = (
-            await session.execute(
+        for start in range(0, len(ids), 500):
+            rows = await session.execute(
                 select(ScheduledEmail, Mailbox, Campaign.resume_id)
                 .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
                 .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
-                .where(ScheduledEmail.id == email_id)
+                .where(
+                    ScheduledEmail.id.in_(ids[start : start + 500]),
+                    ScheduledEmail.status == EmailStatus.sending,
+                )
+                .options(undefer(ScheduledEmail.mime))
             )
-        ).first()
-        if row is None or row[0].status != EmailStatus.sending:
-            return
-        await send_one(session, row[0], row[1], row[2])
+            claimed += [_Claimed(email, mailbox, resume_id) for email, mailbox, resume_id in rows]
+    by_id = {c.email.id: c for c in claimed}
+    return [by_id[email_id] for email_id in ids if email_id in by_id]
+
+
+class SentRecorder:
+    """Records successful sends. Each sender waits until its own outcome is committed;
+    outcomes that arrive while a commit is under way share the next one (group
+    commit), so a busy tick writes a few batches instead of a transaction per email."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._queue: list[dict[str, Any]] = []
+        self._lock = asyncio.Lock()
+
+    async def record(self, email_id: uuid.UUID, message_id: str) -> None:
+        row = {"b_id": email_id, "b_message_id": message_id, "b_sent_at": utcnow()}
+        self._queue.append(row)
+        async with self._lock:
+            if not any(queued is row for queued in self._queue):
+                return  # an earlier commit carried it
+            batch, self._queue = self._queue, []
+            table = cast(Table, ScheduledEmail.__table__)
+            async with self._database.session() as session:
+                await session.execute(
+                    update(table)
+                    .where(
+                        table.c.id == bindparam("b_id"),
+                        table.c.status == EmailStatus.sending,
+                    )
+                    .values(
+                        status=EmailStatus.sent,
+                        provider_message_id=bindparam("b_message_id"),
+                        sent_at=bindparam("b_sent_at"),
+                        lease_until=None,
+                        last_error=None,
+                        mime=None,  # the provider keeps the copy
+                        updated_at=bindparam("b_sent_at"),
+                    ),
+                    batch,
+                )
+
+
+async def _record_sent(sent: SentRecorder, email_id: uuid.UUID, message_id: str) -> None:
+    await sent.record(email_id, message_id)
+
+
+async def _send_claimed(database: Database, claimed: _Claimed, sent: SentRecorder) -> None:
+    async with database.session() as session:
+        # Copies of the loaded rows, without a query: the send holds no transaction
+        # (and no pooled connection) while it waits for the provider.
+        mailbox = await session.merge(claimed.mailbox, load=False)
+        email = await session.merge(claimed.email, load=False)
+        await send_one(session, email, mailbox, claimed.resume_id, sent)
 
 
 async def recover_expired_leases(database: Database, now: datetime) -> int:
@@ -518,24 +604,26 @@ async def send_due_emails(database: Database) -> int:
         async with database.session() as session:
             claimed += await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
     concurrency = get_settings().send_concurrency
+    sent = SentRecorder(database)
     if concurrency <= 1:
-        for email_id in claimed:
-            await _send_claimed(database, email_id)
+        for email in await _load_claimed(database, claimed):
+            await _send_claimed(database, email, sent)
     else:
         # Sends wait on the network, so they run side by side (each its own
         # transaction); one failing send must not stop the others.
         limit = asyncio.Semaphore(concurrency)
 
-        async def send(email_id: uuid.UUID) -> None:
+        async def send(email: _Claimed) -> None:
             async with limit:
-                await _send_claimed(database, email_id)
+                await _send_claimed(database, email, sent)
 
-        results = await asyncio.gather(*(send(e) for e in claimed), return_exceptions=True)
-        for email_id, result in zip(claimed, results, strict=True):
+        loaded = await _load_claimed(database, claimed)
+        results = await asyncio.gather(*(send(e) for e in loaded), return_exceptions=True)
+        for email, result in zip(loaded, results, strict=True):
             if isinstance(result, BaseException):
                 log.error(
                     "send failed unexpectedly; its lease will be reconciled",
-                    email_id=str(email_id),
+                    email_id=str(email.email.id),
                     error=repr(result),
                 )
     await after_sends(database, claimed)

@@ -50,10 +50,9 @@ async def campaign_out(session: AsyncSession, campaign: Campaign) -> CampaignOut
 
 
 def _preview_email(email: ScheduledEmail, mailbox: Mailbox) -> PreviewEmail:
-    mime = build_mime(email, mailbox)
     return PreviewEmail(
         to=email.to_address,
-        headers={name: str(value) for name, value in mime.items()},
+        headers=build_mime(email, mailbox).headers(),
         subject=email.subject,
         text=email.body_text,
         html=email.body_html,

@@ -18,14 +18,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Any, NoReturn, TypeVar
 
 import httpx
 
 from outreach.kit.errors import NotFound, ServiceUnavailable, TooManyRequests
 from outreach.kit.logging import get_logger
-from outreach.mailbox.mime import gmail_raw
+from outreach.mailbox.mime import EncodedMessage
 from outreach.mailbox.providers import (
     DraftsNotSupported,
     MailboxProfile,
@@ -323,9 +322,9 @@ class GmailProvider:
         if self.send_only:
             raise DraftsNotSupported("a send-only Gmail mailbox cannot create drafts")
 
-    async def create_draft(self, mime: EmailMessage) -> str:
+    async def create_draft(self, message: EncodedMessage) -> str:
         self._need_drafts()
-        draft = await self._guard(self.client.create_draft(gmail_raw(mime)))
+        draft = await self._guard(self.client.create_draft(message.gmail_raw))
         # Keep the thread: Gmail keeps it when the draft is sent (see find_sent).
         self.last_thread_id = draft.get("message", {}).get("threadId")
         return str(draft["id"])
@@ -335,9 +334,9 @@ class GmailProvider:
         message = await self._guard(self.client.send_draft(draft_id))
         return str(message["id"])
 
-    async def send(self, mime: EmailMessage) -> str:
-        message = await self._guard(self.client.send_message(gmail_raw(mime)))
-        return str(message["id"])
+    async def send(self, message: EncodedMessage) -> str:
+        sent = await self._guard(self.client.send_message(message.gmail_raw))
+        return str(sent["id"])
 
     async def delete_draft(self, draft_id: str) -> None:
         self._need_drafts()

@@ -1,8 +1,10 @@
-"""Building outgoing messages: one ``EmailMessage`` (policy SMTP) for every provider.
+"""Building outgoing messages: one encoded message (policy SMTP) for every provider.
 
 Header values never contain CR or LF (header injection), non-ASCII subjects and
 names are RFC 2047 encoded by the policy, and the whole message is checked
-against Gmail's 25 MB limit before any call is made.
+against Gmail's 25 MB limit before any call is made. A message is serialised
+once: providers (and the stored MIME of send-only and SMTP campaigns) take the
+bytes, never an ``EmailMessage`` to serialise again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
 from outreach.kit.clock import utcnow
@@ -59,6 +62,26 @@ class OutgoingEmail:
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EncodedMessage:
+    """A message exactly as it goes out (RFC 5322 bytes, CRLF), with its envelope."""
+
+    data: bytes
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+
+    @property
+    def gmail_raw(self) -> str:
+        """The base64url ``raw`` field the Gmail API takes."""
+        return base64.urlsafe_b64encode(self.data).decode("ascii")
+
+    def headers(self) -> dict[str, str]:
+        """The header fields, decoded (RFC 2047) for display."""
+        parsed = BytesHeaderParser(policy=policy.default).parsebytes(self.data)
+        return {name: str(value) for name, value in parsed.items()}
+
+
 def _check_header(name: str, value: str) -> str:
     if "\r" in value or "\n" in value:
         raise HeaderInjection(
@@ -85,17 +108,16 @@ def make_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
-def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> EmailMessage:
-    """The MIME message: text (and HTML) alternatives, attachments, our Message-ID."""
+def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> EncodedMessage:
+    """The message: text (and HTML) alternatives, attachments, our Message-ID, encoded."""
     message = EmailMessage(policy=policy.SMTP)
     sender = _address("From", email.from_name, email.from_address)
     message["From"] = sender
     message["To"] = _address("To", email.to_name, email.to_address)
     message["Subject"] = _check_header("Subject", email.subject)
     message["Date"] = format_datetime(date or utcnow())
-    message["Message-ID"] = _check_header(
-        "Message-ID", email.message_id or make_message_id(sender.domain)
-    )
+    message_id = _check_header("Message-ID", email.message_id or make_message_id(sender.domain))
+    message["Message-ID"] = message_id
     if email.list_unsubscribe:
         links = ", ".join(
             f"<{_check_header('List-Unsubscribe', u)}>" for u in email.list_unsubscribe
@@ -116,17 +138,16 @@ def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> Emai
             subtype=subtype or "octet-stream",
             filename=_check_header("filename", attachment.filename),
         )
-    check_size(message)
-    return message
+    data = message.as_bytes(policy=policy.SMTP)
+    check_size(data)
+    return EncodedMessage(
+        data=data, message_id=message_id, sender=email.from_address, recipients=(email.to_address,)
+    )
 
 
-def as_bytes(message: EmailMessage) -> bytes:
-    return message.as_bytes(policy=policy.SMTP)
-
-
-def check_size(message: EmailMessage) -> int:
+def check_size(data: bytes) -> int:
     """The encoded size; over Gmail's limit raises before anything is sent."""
-    size = len(as_bytes(message))
+    size = len(data)
     if size > GMAIL_MAX_MESSAGE_BYTES:
         raise MessageTooLarge(
             f"the message is {size} bytes encoded; Gmail accepts at most "
@@ -135,8 +156,3 @@ def check_size(message: EmailMessage) -> int:
             limit=GMAIL_MAX_MESSAGE_BYTES,
         )
     return size
-
-
-def gmail_raw(message: EmailMessage) -> str:
-    """The base64url ``raw`` field the Gmail API takes."""
-    return base64.urlsafe_b64encode(as_bytes(message)).decode("ascii")

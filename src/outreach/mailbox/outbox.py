@@ -14,12 +14,11 @@ import os
 import re
 import uuid
 from email import policy
-from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
 from outreach.kit.errors import NotFound
-from outreach.mailbox.mime import as_bytes
+from outreach.mailbox.mime import EncodedMessage
 from outreach.mailbox.providers import MailboxProfile
 from outreach.models import MailboxProvider
 
@@ -58,9 +57,9 @@ class OutboxProvider:
     def _sent_path(self, rfc822_message_id: str) -> Path:
         return self.root / sent_file_name(rfc822_message_id)
 
-    async def create_draft(self, mime: EmailMessage) -> str:
+    async def create_draft(self, message: EncodedMessage) -> str:
         draft_id = uuid.uuid4().hex
-        await asyncio.to_thread(_write_atomically, self._draft_path(draft_id), as_bytes(mime))
+        await asyncio.to_thread(_write_atomically, self._draft_path(draft_id), message.data)
         return draft_id
 
     async def send_draft(self, draft_id: str) -> str:
@@ -78,9 +77,9 @@ class OutboxProvider:
 
         return await asyncio.to_thread(move)
 
-    async def send(self, mime: EmailMessage) -> str:
-        path = self._sent_path(str(mime["Message-ID"]))
-        await asyncio.to_thread(_write_atomically, path, as_bytes(mime))
+    async def send(self, message: EncodedMessage) -> str:
+        path = self._sent_path(message.message_id)
+        await asyncio.to_thread(_write_atomically, path, message.data)
         return f"outbox:{path.name}"
 
     async def find_sent(

@@ -2,15 +2,16 @@
 
 Get one with ``await mailbox_service.provider_for(session, mailbox)``; then::
 
-    draft_id = await provider.create_draft(mime)        # when provider.supports_drafts
+    draft_id = await provider.create_draft(message)     # when provider.supports_drafts
     message_id = await provider.send_draft(draft_id)
-    message_id = await provider.send(mime)              # send-only Gmail, SMTP, outbox
+    message_id = await provider.send(message)           # send-only Gmail, SMTP, outbox
     message_id = await provider.find_sent(rfc822_message_id=..., draft_id=..., thread_id=...)
     # Gmail: provider.last_thread_id after create_draft is the draft's thread; store it
     # with the draft id, it makes find_sent exact even when Gmail rewrote the Message-ID.
     profile = await provider.verify()
 
-``mime`` is an ``email.message.EmailMessage`` from :func:`outreach.mailbox.mime.build_message`.
+``message`` is an :class:`outreach.mailbox.mime.EncodedMessage` from
+:func:`outreach.mailbox.mime.build_message` (or stored at schedule time).
 Errors a caller should expect (all ``kit.errors`` subclasses):
 
 - :class:`MailboxUnavailable` (``mailbox_revoked`` / ``mailbox_unavailable``): the
@@ -26,10 +27,10 @@ Errors a caller should expect (all ``kit.errors`` subclasses):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Protocol
 
 from outreach.kit.errors import Conflict, ServiceUnavailable
+from outreach.mailbox.mime import EncodedMessage
 from outreach.models import MailboxProvider
 
 
@@ -69,7 +70,7 @@ class MailProvider(Protocol):
     supports_drafts: bool  # create_draft/send_draft work (Gmail in full mode, outbox)
     can_confirm_sends: bool  # find_sent can tell whether a message went out
 
-    async def create_draft(self, mime: EmailMessage) -> str:
+    async def create_draft(self, message: EncodedMessage) -> str:
         """Store the message as a draft; returns the draft id."""
         ...
 
@@ -77,7 +78,7 @@ class MailProvider(Protocol):
         """Send a stored draft; returns the provider's message id."""
         ...
 
-    async def send(self, mime: EmailMessage) -> str:
+    async def send(self, message: EncodedMessage) -> str:
         """Send a message directly; returns the provider's message id."""
         ...
 

@@ -13,12 +13,12 @@ import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
 
 from outreach.kit.errors import FieldError, Unprocessable
+from outreach.mailbox.mime import EncodedMessage
 from outreach.mailbox.providers import (
     DraftsNotSupported,
     MailboxProfile,
@@ -152,10 +152,12 @@ class SmtpProvider:
             address=self.address, provider=MailboxProvider.smtp, detail="SMTP login accepted"
         )
 
-    async def send(self, mime: EmailMessage) -> str:
+    async def send(self, message: EncodedMessage) -> str:
         client = await self._connect()
         try:
-            errors, _ = await client.send_message(mime)
+            errors, _ = await client.sendmail(
+                message.sender, list(message.recipients), message.data
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             client.close()
             raise SmtpSendFailed(f"the server refused the recipient: {exc}") from exc
@@ -170,9 +172,9 @@ class SmtpProvider:
         await _quit(client)
         if errors:
             raise SmtpSendFailed(f"recipients refused: {sorted(errors)}")
-        return str(mime["Message-ID"])
+        return message.message_id
 
-    async def create_draft(self, mime: EmailMessage) -> str:
+    async def create_draft(self, message: EncodedMessage) -> str:
         raise DraftsNotSupported("SMTP mailboxes send directly; they hold no drafts")
 
     async def send_draft(self, draft_id: str) -> str:

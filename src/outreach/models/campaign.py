@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, String, Text
+from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outreach.kit.clock import utcnow
@@ -114,6 +114,9 @@ class ScheduledEmail(RecordModel):
     subject: Mapped[str] = mapped_column(String(1000))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
+    # The encoded message, stored when it is prepared for providers without drafts
+    # (send-only Gmail, SMTP) and cleared once sent. Never loaded unless asked for.
+    mime: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, deferred_raiseload=True)
     rfc822_message_id: Mapped[str] = mapped_column(String(300), unique=True)
     draft_id: Mapped[str | None] = mapped_column(String(200))
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
