@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import undefer
 
 from outreach import tasks  # noqa: F401 - registers the jobs schedule() sends
 from outreach.config import Environment, Settings, use_settings
@@ -146,7 +147,9 @@ async def project_round(
             {c.key: getattr(e, c.key) for c in ScheduledEmail.__table__.columns}
             for e in (
                 await session.scalars(
-                    select(ScheduledEmail).where(ScheduledEmail.campaign_id == campaign.id)
+                    select(ScheduledEmail)
+                    .where(ScheduledEmail.campaign_id == campaign.id)
+                    .options(undefer(ScheduledEmail.mime))
                 )
             )
         ]

@@ -245,3 +245,74 @@ async def test_campaign_cap_below_the_mailbox_cap_holds_at_send_time(
     )
     assert leftover is not None
     assert leftover.due_at > MONDAY_0830_IST + timedelta(hours=12)
+
+
+async def test_resume_respreads_in_each_recipients_own_hours(
+    session: AsyncSession, outbox_settings: Settings, frozen_clock: Clock
+) -> None:
+    """Overdue emails move into the recipient's business hours (when the campaign sends
+    in them) and keep the company cap, exactly as when the campaign was scheduled."""
+    from datetime import time
+    from zoneinfo import ZoneInfo
+
+    from outreach.campaign.schemas import CampaignCreate
+    from outreach.campaign.service import campaign_service
+    from outreach.models import Campaign, Mailbox
+    from tests.campaign.conftest import make_list, make_outbox_mailbox, make_template
+    from tests.conftest import create_user
+
+    frozen_clock.freeze(MONDAY_0830_IST - timedelta(hours=1))
+    user = await create_user(session, "zones@example.com", balance=20)
+    mailbox = await make_outbox_mailbox(session, user, address="zones@example.com")
+    rows = [
+        {"email": "a@acme.com", "company": "Acme", "timezone": "America/New_York"},
+        {"email": "b@acme.com", "company": "Acme", "timezone": "America/New_York"},
+        {"email": "c@acme.com", "company": "Acme", "timezone": "America/New_York"},
+        {"email": "d@initech.com", "company": "Initech", "timezone": "Europe/Berlin"},
+        {"email": "e@globex.com", "company": "Globex"},  # no zone: the campaign's
+    ]
+    recipient_list = await make_list(session, user, rows)
+    campaign = await campaign_service.create(
+        session,
+        user=user,
+        data=CampaignCreate(
+            name="zones",
+            mailbox_id=mailbox.id,
+            template_id=await make_template(session, user),
+            list_id=recipient_list.id,
+            start_at=MONDAY_0830_IST,
+            min_gap_seconds=0,
+            jitter_seconds=0,
+            use_recipient_timezone=True,
+            company_cap=2,
+        ),
+    )
+    await campaign_service.schedule(session, user=user, campaign=campaign)
+    await campaign_service.pause(session, campaign=campaign, reason="test")
+    frozen_clock.freeze(MONDAY_0830_IST + timedelta(days=9))  # everything is overdue
+    await campaign_service.resume(session, user=user, campaign=campaign)
+
+    refreshed = await session.get_one(Campaign, campaign.id)
+    box = await session.get_one(Mailbox, mailbox.id)
+    assert refreshed.status.value == "scheduled"
+    emails = {
+        e.to_address: e
+        for e in await session.scalars(
+            select(ScheduledEmail).where(ScheduledEmail.campaign_id == campaign.id)
+        )
+    }
+    start = time.fromisoformat(refreshed.window_start)
+    end = time.fromisoformat(refreshed.window_end)
+    for address, zone in [
+        ("a@acme.com", "America/New_York"),
+        ("b@acme.com", "America/New_York"),
+        ("c@acme.com", "America/New_York"),
+        ("d@initech.com", "Europe/Berlin"),
+        ("e@globex.com", box.timezone),
+    ]:
+        local = emails[address].due_at.astimezone(ZoneInfo(zone))
+        assert emails[address].due_at >= frozen_clock.now()
+        assert local.weekday() < 5, (address, local)
+        assert start <= local.time() <= end, (address, local)
+    acme = sorted(emails[a].due_at for a in ("a@acme.com", "b@acme.com", "c@acme.com"))
+    assert acme[2] - acme[0] >= timedelta(days=7)  # the company cap still holds

@@ -6,6 +6,7 @@ Sending itself lives in :mod:`outreach.campaign.sending`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +35,7 @@ from outreach.mailbox.mime import make_message_id
 from outreach.mailbox.service import mailbox_service
 from outreach.models import LedgerReason, Mailbox, MailboxStatus, User
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
+from outreach.models.recipient import Recipient
 from outreach.models.recipient_list import ListStatus
 from outreach.recipient.lists import list_service
 from outreach.resume.service import ResumeNotFound, resume_service
@@ -251,17 +253,7 @@ class CampaignService:
             )
         )
         domains = {c.company_domain for c in audience.to_send if c.company_domain}
-        company_rows = await session.execute(
-            select(
-                ScheduledEmail.company_domain, ScheduledEmail.due_at, ScheduledEmail.sent_at
-            ).where(
-                ScheduledEmail.user_id == campaign.user_id,
-                ScheduledEmail.company_domain.in_(domains),
-                ScheduledEmail.status.not_in(
-                    [EmailStatus.cancelled, EmailStatus.failed, EmailStatus.skipped]
-                ),
-            )
-        )
+        company_times = await self._company_bookings(session, campaign.user_id, domains)
         capped = campaign.company_cap is not None
         per_recipient = campaign.use_recipient_timezone
         emails = [
@@ -287,10 +279,34 @@ class CampaignService:
                 jitter=timedelta(seconds=campaign.jitter_seconds),
                 company_cap=campaign.company_cap,
                 booked_times=[*booked, *(t for t in sent_today if t is not None)],
-                booked_company_times=[(d, s or due) for d, due, s in company_rows if d],
+                booked_company_times=company_times,
             )
         except PlanningError as exc:
             raise _invalid("window_start", str(exc)) from exc
+
+    @staticmethod
+    async def _company_bookings(
+        session: AsyncSession,
+        user_id: uuid.UUID,
+        domains: set[str],
+        excluding: Sequence[uuid.UUID] = (),
+    ) -> list[tuple[str, datetime]]:
+        """The user's sends per company domain, sent or planned, for the company cap."""
+        if not domains:
+            return []
+        rows = await session.execute(
+            select(
+                ScheduledEmail.company_domain, ScheduledEmail.due_at, ScheduledEmail.sent_at
+            ).where(
+                ScheduledEmail.user_id == user_id,
+                ScheduledEmail.company_domain.in_(domains),
+                ScheduledEmail.status.not_in(
+                    [EmailStatus.cancelled, EmailStatus.failed, EmailStatus.skipped]
+                ),
+                ScheduledEmail.id.not_in(excluding),
+            )
+        )
+        return [(domain, sent or due) for domain, due, sent in rows if domain]
 
     @staticmethod
     def _recipient_window(window: SendingWindow, tz_name: str) -> SendingWindow | None:
@@ -418,22 +434,48 @@ class CampaignService:
     ) -> int:
         """Move waiting emails that are due (or due before ``after``) into the next windows."""
         moment = after or utcnow()
-        overdue = list(
-            (
-                await session.scalars(
-                    select(ScheduledEmail)
-                    .where(
-                        ScheduledEmail.campaign_id == campaign.id,
-                        ScheduledEmail.status.in_(_REFUNDABLE),
-                        ScheduledEmail.due_at < moment,
-                    )
-                    .order_by(ScheduledEmail.due_at)
+        rows = (
+            await session.execute(
+                select(ScheduledEmail, Recipient.timezone)
+                .outerjoin(Recipient, Recipient.id == ScheduledEmail.recipient_id)
+                .where(
+                    ScheduledEmail.campaign_id == campaign.id,
+                    ScheduledEmail.status.in_(_REFUNDABLE),
+                    ScheduledEmail.due_at < moment,
                 )
-            ).all()
-        )
-        if not overdue:
+                .order_by(ScheduledEmail.due_at)
+            )
+        ).all()
+        if not rows:
             return 0
+        overdue = [email for email, _ in rows]
         timezone = campaign_timezone(campaign, mailbox)
+        window = sending_window(campaign, timezone)
+        capped = campaign.company_cap is not None
+        # The same rules as when the campaign was scheduled: a recipient's own
+        # business hours where the campaign asks for them, and the company cap.
+        to_plan = [
+            EmailToPlan(
+                key=email.id,
+                company_domain=email.company_domain if capped else None,
+                window=(
+                    self._recipient_window(window, recipient_timezone)
+                    if campaign.use_recipient_timezone and recipient_timezone
+                    else None
+                ),
+            )
+            for email, recipient_timezone in rows
+        ]
+        company_times = (
+            await self._company_bookings(
+                session,
+                campaign.user_id,
+                {e.company_domain for e in overdue if e.company_domain},
+                excluding=[e.id for e in overdue],
+            )
+            if capped
+            else []
+        )
         booked = await session.scalars(
             select(ScheduledEmail.due_at).where(
                 ScheduledEmail.mailbox_id == mailbox.id,
@@ -448,14 +490,16 @@ class CampaignService:
             )
         )
         plan = plan_sends(
-            [EmailToPlan(key=e.id) for e in overdue],
+            to_plan,
             start_at=moment,
-            window=sending_window(campaign, timezone),
+            window=window,
             mailbox_timezone=_zone(mailbox.timezone, "timezone"),
             daily_cap=campaign.daily_cap or mailbox.daily_cap,
             min_gap=timedelta(seconds=campaign.min_gap_seconds),
             jitter=timedelta(seconds=campaign.jitter_seconds),
+            company_cap=campaign.company_cap,
             booked_times=[*booked, *(t for t in sent if t is not None)],
+            booked_company_times=company_times,
         )
         for email in overdue:
             email.due_at = plan.due_at[email.id]
