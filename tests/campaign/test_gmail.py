@@ -214,6 +214,53 @@ async def test_send_only_unknown_outcome_is_never_resent(
     assert not row.refunded
 
 
+async def test_send_only_sends_the_message_stored_when_prepared(
+    session: AsyncSession,
+    database: Database,
+    gmail_settings: Settings,
+    fake_google: FakeGoogle,
+    fake_gmail: FakeGmail,
+    frozen_clock: Clock,
+) -> None:
+    """Send-only mailboxes keep the encoded message from preparation; the send is that
+    message byte for byte, and the stored copy is dropped once Gmail has it."""
+    from sqlalchemy.orm import undefer
+
+    frozen_clock.freeze(START - timedelta(hours=1))
+    campaign, _ = await scheduled_campaign(
+        session, fake_google, mode=MailboxMode.send_only, emails=2
+    )
+    campaign_id = campaign.id
+    await sending.prepare_campaign_emails(database, campaign_id)
+    session.expire_all()
+    stored = {
+        row.rfc822_message_id: row.mime
+        for row in await session.scalars(
+            select(ScheduledEmail)
+            .where(ScheduledEmail.campaign_id == campaign_id)
+            .options(undefer(ScheduledEmail.mime))
+        )
+    }
+    assert len(stored) == 2
+    assert all(
+        mime and b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in mime
+        for mime in stored.values()
+    )
+    await run_ticks(database, frozen_clock)
+    sent = fake_gmail.sent(GMAIL)
+    assert sorted(m.raw for m in sent) == sorted(stored.values())
+    session.expire_all()
+    rows = (
+        await session.scalars(
+            select(ScheduledEmail)
+            .where(ScheduledEmail.campaign_id == campaign_id)
+            .options(undefer(ScheduledEmail.mime))
+        )
+    ).all()
+    assert [(r.status, r.mime) for r in rows] == [(EmailStatus.sent, None)] * 2
+    assert {r.provider_message_id for r in rows} == {m.id for m in sent}
+
+
 async def test_revoked_mailbox_pauses_the_campaign(
     session: AsyncSession,
     database: Database,
