@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from outreach.account.endpoints import router as account_router
 from outreach.admin.endpoints import router as admin_router
 from outreach.auth.endpoints import dev_router as auth_dev_router
 from outreach.auth.endpoints import router as auth_router
@@ -25,6 +26,7 @@ def api_router(settings: Settings) -> APIRouter:
     if settings.dev_login_enabled:
         # Absent, not forbidden, outside development: production answers 404.
         router.include_router(auth_dev_router)
+    router.include_router(account_router)
     router.include_router(credits_router)
     router.include_router(referral_router)
     router.include_router(admin_router)

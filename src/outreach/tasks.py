@@ -1,5 +1,6 @@
 """Imports every domain's jobs, so the worker and the API register the same set."""
 
+from outreach.account import tasks as account_tasks  # noqa: F401
 from outreach.campaign import tasks as campaign_tasks  # noqa: F401
 from outreach.kit import maintenance  # noqa: F401
 from outreach.payment import tasks as payment_tasks  # noqa: F401

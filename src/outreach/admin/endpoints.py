@@ -9,25 +9,31 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import AwareDatetime
 
 from outreach.admin.schemas import (
+    AdminCampaignOut,
+    AdminStats,
     AdminUserOut,
     AuditLogOut,
     CreditGrant,
     CreditGrantOut,
+    FailedJobOut,
+    FailedJobRetryOut,
     RoleChange,
 )
 from outreach.admin.service import admin_service
-from outreach.auth.dependencies import AdminUser, IdempotencyRequired
+from outreach.auth.dependencies import AdminUser, IdempotencyOptional, IdempotencyRequired
 from outreach.auth.service import auth_service
+from outreach.campaign.views import campaigns_out
 from outreach.credits.schemas import LedgerEntryOut
 from outreach.credits.service import credit_service
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import problem_responses
 from outreach.kit.idempotency import HEADER, IdempotentRoute
 from outreach.kit.pagination import Page, PaginationDep
-from outreach.models import User
+from outreach.models import CampaignStatus, User
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=IdempotentRoute)
 UserID = Annotated[uuid.UUID, Path(description="The user's id")]
+FailedJobID = Annotated[uuid.UUID, Path(description="The failed job's id")]
 
 
 def _user_out(user: User, balance: int) -> AdminUserOut:
@@ -102,3 +108,67 @@ async def list_audit_logs(
         session, pagination=pagination, actor_id=actor_id, action=action, since=since, until=until
     )
     return Page(items=[AuditLogOut.model_validate(log) for log in logs], next_cursor=cursor)
+
+
+@router.get(
+    "/failed-jobs",
+    summary="Jobs and sends that failed their last attempt, newest first (audited)",
+    responses=problem_responses(400, 401, 403, 422),
+)
+async def list_failed_jobs(
+    admin: AdminUser,
+    session: SessionDep,
+    pagination: PaginationDep,
+    task_name: Annotated[str | None, Query(max_length=200, description="Only this task")] = None,
+    retried: Annotated[bool | None, Query(description="Only retried (or not retried) ones")] = None,
+) -> Page[FailedJobOut]:
+    rows, cursor = await admin_service.list_failed_jobs(
+        session, actor_id=admin.id, pagination=pagination, task_name=task_name, retried=retried
+    )
+    return Page(items=[FailedJobOut.model_validate(row) for row in rows], next_cursor=cursor)
+
+
+@router.post(
+    "/failed-jobs/{failed_job_id}/retry",
+    summary="Retry a failed job once; a failed send is charged its credit again (idempotent)",
+    dependencies=[IdempotencyOptional],
+    responses=problem_responses(400, 401, 402, 403, 404, 409, 422),
+)
+async def retry_failed_job(
+    failed_job_id: FailedJobID, admin: AdminUser, session: SessionDep
+) -> FailedJobRetryOut:
+    return await admin_service.retry_failed_job(
+        session, failed_job_id=failed_job_id, actor_id=admin.id
+    )
+
+
+@router.get(
+    "/stats",
+    summary="Users, mailboxes, sends, failures, revenue and credits outstanding (audited)",
+    responses=problem_responses(401, 403),
+)
+async def stats(admin: AdminUser, session: SessionDep) -> AdminStats:
+    return await admin_service.stats(session, actor_id=admin.id)
+
+
+@router.get(
+    "/campaigns",
+    summary="Every user's campaigns, newest first; filter by status or user (audited)",
+    responses=problem_responses(400, 401, 403, 422),
+)
+async def list_campaigns(
+    admin: AdminUser,
+    session: SessionDep,
+    pagination: PaginationDep,
+    status: CampaignStatus | None = None,
+    user_id: uuid.UUID | None = None,
+) -> Page[AdminCampaignOut]:
+    rows, cursor = await admin_service.list_campaigns(
+        session, actor_id=admin.id, pagination=pagination, status=status, user_id=user_id
+    )
+    outs = await campaigns_out(session, [campaign for campaign, _ in rows])
+    items = [
+        AdminCampaignOut(**out.model_dump(), user_id=campaign.user_id, user_email=email)
+        for out, (campaign, email) in zip(outs, rows, strict=True)
+    ]
+    return Page(items=items, next_cursor=cursor)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.account.identity import deleted_before
 from outreach.auth.google import GoogleIdentity
 from outreach.config import get_settings
 from outreach.credits.pricing import pricing_from_settings
@@ -117,7 +118,9 @@ class AuthService:
         await session.flush()
         await credit_service.open_account(session, user_id=user.id)
         pricing = pricing_from_settings(get_settings())
-        if pricing.signup_grant > 0:
+        # Deleting and signing up again must not farm the signup grant.
+        returning = await deleted_before(session, email)
+        if pricing.signup_grant > 0 and not returning:
             await credit_service.apply_ledger_entry(
                 session,
                 user_id=user.id,
@@ -132,7 +135,7 @@ class AuthService:
             actor_id=user.id,
             target_type="user",
             target_id=user.id,
-            details={"google": google_sub is not None},
+            details={"google": google_sub is not None, "returning_after_deletion": returning},
         )
         return user
 

@@ -45,6 +45,8 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 PREPARE_BATCH = 50
 CLAIM_BATCH = 25
+# The failed_jobs task name of a send that failed for good (an operator may retry it).
+SEND_EMAIL_TASK = "campaign.send_email"
 _ACTIVE = (CampaignStatus.scheduled, CampaignStatus.sending)
 
 
@@ -377,7 +379,7 @@ async def _fail(session: AsyncSession, email: ScheduledEmail, error: str) -> Non
     await campaign_service.refund_email(session, email=email, status=EmailStatus.failed)
     session.add(
         FailedJob(
-            task_name="campaign.send_email",
+            task_name=SEND_EMAIL_TASK,
             task_id=str(email.id),
             args={"email_id": str(email.id), "campaign_id": str(email.campaign_id)},
             error=error[:2000],

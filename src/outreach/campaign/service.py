@@ -448,7 +448,27 @@ class CampaignService:
         ).all()
         if not rows:
             return 0
-        overdue = [email for email, _ in rows]
+        await self.spread(
+            session,
+            campaign=campaign,
+            mailbox=mailbox,
+            emails=[(email, recipient_timezone) for email, recipient_timezone in rows],
+            moment=moment,
+        )
+        return len(rows)
+
+    async def spread(
+        self,
+        session: AsyncSession,
+        *,
+        campaign: Campaign,
+        mailbox: Mailbox,
+        emails: list[tuple[ScheduledEmail, str | None]],
+        moment: datetime,
+    ) -> None:
+        """Give ``emails`` (each with its recipient's time zone) due times from
+        ``moment`` on, in the campaign's windows, around what is already booked."""
+        overdue = [email for email, _ in emails]
         timezone = campaign_timezone(campaign, mailbox)
         window = sending_window(campaign, timezone)
         capped = campaign.company_cap is not None
@@ -464,7 +484,7 @@ class CampaignService:
                     else None
                 ),
             )
-            for email, recipient_timezone in rows
+            for email, recipient_timezone in emails
         ]
         company_times = (
             await self._company_bookings(
@@ -504,7 +524,6 @@ class CampaignService:
         for email in overdue:
             email.due_at = plan.due_at[email.id]
         await session.flush()
-        return len(overdue)
 
     async def refund_email(
         self, session: AsyncSession, *, email: ScheduledEmail, status: EmailStatus

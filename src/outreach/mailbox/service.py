@@ -298,6 +298,25 @@ class MailboxService:
         )
         return mailbox
 
+    async def lock_user_mailboxes(self, session: AsyncSession, *, user: User) -> list[Mailbox]:
+        """Every mailbox of the user, locked: the sender claims nothing from them until
+        the transaction ends (it locks the mailbox row before claiming)."""
+        statement = repository.get_readable_statement(user).with_for_update()
+        return list((await session.scalars(statement)).all())
+
+    async def erase_user_mailboxes(self, session: AsyncSession, *, user: User) -> int:
+        """Account deletion: revoke every Gmail grant at Google (best effort, as when
+        disconnecting), then delete the mailboxes with their encrypted tokens and
+        passwords. Returns how many grants were revoked."""
+        revoked = 0
+        for mailbox in await self.lock_user_mailboxes(session, user=user):
+            if mailbox.provider == MailboxProvider.gmail and mailbox.refresh_token_encrypted:
+                await self._revoke_at_google(mailbox)
+                revoked += 1
+            await session.delete(mailbox)
+        await session.flush()
+        return revoked
+
     # -- tokens and status ----------------------------------------------------------
 
     async def mark_unavailable(

@@ -23,6 +23,8 @@ class LedgerReason(enum.StrEnum):
     resume_analysis = "resume_analysis"
     campaign_schedule = "campaign_schedule"
     campaign_refund = "campaign_refund"
+    campaign_retry = "campaign_retry"  # an operator retried a failed (refunded) send
+    account_deleted = "account_deleted"  # credits left when the account was deleted
 
 
 class LedgerEntry(RecordModel):

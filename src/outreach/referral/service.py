@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.account.identity import deleted_before
 from outreach.config import get_settings
 from outreach.credits.pricing import pricing_from_settings
 from outreach.credits.service import credit_service
@@ -52,6 +53,10 @@ class OwnReferralCode(Unprocessable):
 
 class ReferralAfterPayment(Conflict):
     code, title = "referral_after_payment", "Referral codes apply only before a first purchase"
+
+
+class ReferralAfterDeletion(Conflict):
+    code, title = "referral_after_deletion", "Referral codes are for new users only"
 
 
 def normalise_code(code: str) -> str:
@@ -92,6 +97,10 @@ class ReferralService:
             raise ReferralAlreadyApplied("you have already used a referral code")
         if user.first_paid_at is not None:
             raise ReferralAfterPayment("referral codes can only be used before your first purchase")
+        if await deleted_before(session, user.email):
+            raise ReferralAfterDeletion(
+                "this address had an account before; referral codes are for new users"
+            )
         normalised = normalise_code(code)
         referrer = await session.scalar(select(User).where(User.referral_code == normalised))
         if referrer is None or not normalised:
