@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import String, cast, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.account.identity import anonymised_email, deleted_before
+from outreach.account.identity import anonymised_email, deleted_before, is_deleted
 from outreach.campaign.operations import campaign_operations
 from outreach.credits.service import credit_service
 from outreach.kit.audit import record_audit
@@ -79,6 +79,10 @@ HANDLED_TABLES = {
 }
 
 
+class AccountAlreadyDeleted(Conflict):
+    code, title = "account_deleted", "The account has been deleted"
+
+
 class EmailsInFlight(Conflict):
     code, title = "emails_in_flight", "An email is being sent right now"
 
@@ -126,7 +130,11 @@ async def erase_account(session: AsyncSession, *, user: User) -> Erasure:
     Runs in the caller's transaction: all of it happens, or none of it. Stored
     files are returned (``file_keys``) to be deleted once the transaction commits.
     """
-    # Locked first: the sender claims no new email from these mailboxes meanwhile.
+    # The user row first: a second deletion racing this one waits, then finds it done.
+    await session.refresh(user, with_for_update=True)
+    if is_deleted(user):
+        raise AccountAlreadyDeleted("this account has been deleted")
+    # Then the mailboxes: the sender claims no new email from them meanwhile.
     mailboxes = await mailbox_service.lock_user_mailboxes(session, user=user)
     if await campaign_operations.emails_in_flight(session, user_id=user.id):
         raise EmailsInFlight("an email is being sent right now; try again in a few minutes")
