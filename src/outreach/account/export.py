@@ -12,6 +12,7 @@ at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
 import json
 import tempfile
@@ -24,6 +25,7 @@ from typing import IO, Any
 
 from sqlalchemy import Select, inspect, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from outreach.kit.clock import utcnow
 from outreach.kit.storage import ObjectNotFound, Storage
@@ -60,13 +62,16 @@ SECRET_COLUMNS = frozenset(
 
 
 def plain(value: Any) -> Any:
-    """A column value as JSON: ids and enums as strings, times in ISO 8601."""
+    """A column value as JSON: ids and enums as strings, times in ISO 8601, bytes
+    (an email's stored MIME) in base64."""
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
     return value
 
 
@@ -108,7 +113,9 @@ def _sections(user_id: uuid.UUID) -> dict[str, Select[Any]]:
             TemplateVersion.template_id.in_(templates)
         ),
         "campaigns": select(Campaign).where(Campaign.user_id == user_id),
-        "emails": select(ScheduledEmail).where(ScheduledEmail.user_id == user_id),
+        "emails": select(ScheduledEmail)
+        .where(ScheduledEmail.user_id == user_id)
+        .options(undefer(ScheduledEmail.mime)),
         "activity": select(AuditLog).where(AuditLog.actor_id == user_id),
     }
 
