@@ -106,7 +106,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     rule = "-+-".join("-" * width for width in widths)
     print()
     for number, line in enumerate(table):
-        print(" | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+        cells_line = " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
+        print(cells_line.rstrip())
         if number == 0:
             print(rule)
     for row in rows:
