@@ -5,14 +5,15 @@ HOST ?= 127.0.0.1
 UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 PYTEST_WORKERS ?= 2
 
-.PHONY: help ensure-uv sync run test lint format migrate migration bench fuzz clean
+.PHONY: help ensure-uv sync run demo test lint format migrate migration bench fuzz clean
 
 help:
 	@echo "make run      set up and start the API on http://$(HOST):$(PORT) (embedded: SQLite, in-process jobs)"
 	@echo "make test     set up and run the whole test suite"
 	@echo "make lint     ruff (lint + format check) and mypy --strict"
 	@echo "make migrate  upgrade the database to the newest schema"
-	@echo "make bench    run the benchmarks (ratios against same-run baselines)"
+	@echo "make demo     the whole product end to end on a throw-away database (var/demo), in under a minute"
+	@echo "make bench    run every benchmark, print one table of targets (bench/results/latest.json)"
 
 ensure-uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -26,6 +27,9 @@ sync: ensure-uv
 run: sync .env
 	$(UV) run outreach migrate
 	$(UV) run outreach serve --host $(HOST) --port $(PORT)
+
+demo: sync .env
+	$(UV) run outreach demo
 
 test: sync
 	$(UV) run pytest -n $(PYTEST_WORKERS) -q
@@ -45,8 +49,11 @@ migrate: sync .env
 migration: sync
 	$(UV) run alembic revision --autogenerate -m "$(m)"
 
+# Every benchmark runs (a missed target does not stop the others); one table at the end.
+# PostgreSQL/Redis when OUTREACH_TEST_DATABASE_URL/OUTREACH_TEST_REDIS_URL are set.
+# `make bench BENCH="credits_debit resume_parse"` runs some of them.
 bench: sync
-	@for script in bench/*.py; do echo "== $$script"; $(UV) run python $$script || exit 1; done
+	$(UV) run python bench/run.py $(BENCH)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,8 @@ one transaction on the same database.
 Target: project / baseline <= 3. Rounds alternate after a warm-up; medians are
 compared (the machine is shared and noisy). SQLite in a temporary folder by
 default, so it runs anywhere; ``--postgres`` (the default when
-``OUTREACH_TEST_DATABASE_URL`` is set) uses a fresh PostgreSQL database.
+``OUTREACH_TEST_DATABASE_URL`` is set) uses a fresh PostgreSQL database
+(bench/_common.py).
 
     uv run python bench/campaign_schedule.py [--emails 10000] [--rounds 3]
 """
@@ -30,6 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _common import (
+    Target,
+    add_database_options,
+    create_postgres_database,
+    database_label,
+    drop_postgres_database,
+    exit_code,
+    report,
+)
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import undefer
 
@@ -198,12 +208,10 @@ async def baseline_round(
 
 
 async def main(emails: int, rounds: int, postgres: bool) -> int:
-    from campaign_send import create_database, drop_database  # a sibling script
-
     name = f"outreach_bench_schedule_{os.getpid()}"
     with tempfile.TemporaryDirectory() as folder:
         if postgres:
-            url = await create_database(name)
+            url = await create_postgres_database(name)
         else:
             url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         await asyncio.to_thread(upgrade, url)
@@ -236,15 +244,22 @@ async def main(emails: int, rounds: int, postgres: bool) -> int:
             project.append(elapsed)
         await database.dispose()
         if postgres:
-            await drop_database(name)
+            await drop_postgres_database(name)
     p, b = statistics.median(project), statistics.median(baseline)
-    ratio = p / b
     print(
         f"[{'PostgreSQL' if postgres else 'SQLite'}] schedule {emails} emails: project {p:.2f}s, "
         f"bare bulk insert {b:.2f}s (medians of {rounds})"
     )
-    print(f"project / bare = {ratio:.2f}, target <= 3: {'PASS' if ratio <= 3 else 'FAIL'}")
-    return 0 if ratio <= 3 else 1
+    met = report(
+        "campaign_schedule",
+        f"schedule {emails:,} emails vs one bulk INSERT",
+        ours=p,
+        baseline=b,
+        unit="s",
+        target=Target("<=", 3),
+        database=database_label(postgres),
+    )
+    return exit_code(met)
 
 
 if __name__ == "__main__":
@@ -253,11 +268,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--emails", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--postgres",
-        action="store_true",
-        default=bool(os.environ.get("OUTREACH_TEST_DATABASE_URL")),
-        help="run on a fresh PostgreSQL database (default when OUTREACH_TEST_DATABASE_URL is set)",
-    )
+    add_database_options(parser)
     arguments = parser.parse_args()
     sys.exit(asyncio.run(main(arguments.emails, arguments.rounds, arguments.postgres)))

@@ -24,9 +24,9 @@ of debits each:
 Rounds alternate bare, service, bare, service, ... after a warm-up round of each,
 and the medians are compared because the machine is shared and noisy.
 
-The run uses a fresh database ``outreach_bench_<pid>`` (created through an
-AUTOCOMMIT connection to the server's ``postgres`` database, migrated with
-``outreach.migrations.runner.upgrade``, dropped at the end). Afterwards every
+The run uses a fresh database ``outreach_bench_credits_<pid>`` (created through an
+AUTOCOMMIT connection, migrated with ``outreach.migrations.runner.upgrade``, dropped
+at the end). Afterwards every
 account is checked: balance == initial + sum of its ledger deltas, and the
 ``balance_after`` values of its entries are distinct and end at the balance.
 Statements per debit are counted with engine events for one debit of each variant,
@@ -38,8 +38,9 @@ on FAIL or when the invariant is violated.
 
     uv run python bench/credits_debit.py [--rounds 3] [--workers 8] [--debits 40]
 
-Server URL: env ``OUTREACH_BENCH_DATABASE_URL`` (default
-``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``).
+PostgreSQL only: the server of ``OUTREACH_TEST_DATABASE_URL``; ``--postgres`` without
+it uses ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``. Without either the
+target is reported as not run.
 """
 
 from __future__ import annotations
@@ -57,9 +58,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from _common import (
+    Target,
+    add_database_options,
+    exit_code,
+    fresh_database,
+    report,
+    report_not_run,
+)
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from outreach.credits.service import credit_service
 from outreach.kit.db import Database, create_engine
@@ -67,7 +75,7 @@ from outreach.migrations.runner import upgrade
 from outreach.models import CreditAccount, User
 
 TARGET_RATIO = 0.5
-DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+MEASURE = "debits/s, ledger service vs plain SQL"
 INITIAL_BALANCE = 10_000_000
 
 BARE_UPDATE = text(
@@ -240,38 +248,30 @@ async def create_users(database: Database, count: int) -> list[uuid.UUID]:
     return ids
 
 
-async def check_invariant(database: Database, initial: dict[uuid.UUID, int]) -> bool:
+async def check_invariant(database: Database, initial: dict[uuid.UUID, int]) -> int:
+    """The number of accounts breaking the invariant (0 when it holds)."""
     query = text(
         "SELECT a.user_id, a.balance, COALESCE(SUM(e.delta), 0) AS total, COUNT(e.id) AS n, "
         "COUNT(DISTINCT e.balance_after) AS distinct_after, MIN(e.balance_after) AS min_after "
         "FROM credit_accounts a LEFT JOIN ledger_entries e ON e.user_id = a.user_id "
         "GROUP BY a.user_id, a.balance"
     )
-    ok = True
+    violations = 0
     print("\n== invariant: balance == initial + sum(ledger deltas)")
     async with database.session() as session:
         rows = (await session.execute(query)).all()
     for user_id, balance, total, n, distinct_after, min_after in rows:
         expected = initial[user_id] + total
         good = balance == expected and distinct_after == n and (n == 0 or min_after == balance)
-        ok &= good
+        violations += not good
         print(
             f"  {str(user_id)[:8]}  balance {balance}  initial {initial[user_id]}  "
             f"entries {n}  sum {total}  -> {'ok' if good else 'VIOLATED'}"
         )
     if len(rows) != len(initial):
         print(f"  expected {len(initial)} accounts, found {len(rows)}")
-        ok = False
-    return ok
-
-
-async def with_server(server_url: str, statement: str) -> None:
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+        violations += abs(len(initial) - len(rows))
+    return violations
 
 
 # --------------------------------------------------------------------------- main
@@ -286,11 +286,20 @@ def ratio_line(name: str, results: dict[str, list[float]]) -> float:
 
 
 async def bench(args: argparse.Namespace) -> int:
-    server_url = os.environ.get("OUTREACH_BENCH_DATABASE_URL", DEFAULT_SERVER_URL)
-    db_name = f"outreach_bench_{os.getpid()}"
-    url = make_url(server_url).set(database=db_name).render_as_string(hide_password=False)
-    await with_server(server_url, f'CREATE DATABASE "{db_name}"')
-    print(f"database {db_name} created")
+    if not args.postgres:
+        report_not_run(
+            "credits_debit",
+            MEASURE,
+            target=Target(">=", TARGET_RATIO),
+            reason="needs PostgreSQL: set OUTREACH_TEST_DATABASE_URL or pass --postgres",
+        )
+        return 0
+    async with fresh_database("credits", postgres=True) as url:
+        print(f"database {url.rsplit('/', 1)[1]} created")
+        return await bench_on(url, args)
+
+
+async def bench_on(url: str, args: argparse.Namespace) -> int:
     engine: AsyncEngine | None = None
     try:
         started = time.perf_counter()
@@ -342,24 +351,34 @@ async def bench(args: argparse.Namespace) -> int:
             wall_ms, cpu_ms = await sequential_cost(debit, per_worker[0], args.sequential)
             print(f"  {variant:<7} wall {wall_ms:5.2f} ms  client CPU {cpu_ms:5.2f} ms")
 
-        invariant_ok = await check_invariant(database, initial)
+        violations = await check_invariant(database, initial)
 
         print(f"\n== medians ({args.rounds} rounds each, {bench_seconds:.1f}s of load)")
-        ratio = ratio_line("per-worker accounts (target)", separate)
+        ratio_line("per-worker accounts (target)", separate)
         shared_ratio = ratio_line("one shared account (contention)", shared_results)
-        passed = ratio >= TARGET_RATIO
-        print(
-            f"\nservice/bare (per-worker accounts) = {ratio:.2f}, target >= {TARGET_RATIO}: "
-            f"{'PASS' if passed else 'FAIL'}"
+        print(f"service/bare (shared account)      = {shared_ratio:.2f} (informational)\n")
+        met = report(
+            "credits_debit",
+            MEASURE,
+            ours=statistics.median(separate["service"]),
+            baseline=statistics.median(separate["bare"]),
+            unit="debits/s",
+            target=Target(">=", TARGET_RATIO),
+            database="postgresql",
+            note=f"one account per worker; shared account {shared_ratio:.2f}",
         )
-        print(f"service/bare (shared account)      = {shared_ratio:.2f} (informational)")
-        print(f"invariant: {'ok' if invariant_ok else 'VIOLATED'}")
-        return 0 if passed and invariant_ok else 1
+        holds = report(
+            "credits_debit",
+            "accounts breaking balance == sum of ledger",
+            ours=violations,
+            unit="accounts",
+            target=Target("<=", 0, on="ours"),
+            database="postgresql",
+        )
+        return exit_code(met, holds)
     finally:
         if engine is not None:
             await engine.dispose()
-        await with_server(server_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        print(f"database {db_name} dropped")
 
 
 def main() -> int:
@@ -370,6 +389,7 @@ def main() -> int:
     parser.add_argument(
         "--sequential", type=int, default=100, help="debits per variant for the cost-per-debit loop"
     )
+    add_database_options(parser)
     return asyncio.run(bench(parser.parse_args()))
 
 

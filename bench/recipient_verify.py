@@ -11,6 +11,9 @@ Targets: at most 1,000 DNS queries received by the server for the project's run,
 and project job time / baseline time <= 2. Prints PASS or FAIL.
 
     uv run python bench/recipient_verify.py [--emails 10000] [--domains 1000]
+
+Database: a SQLite file in a temporary folder, or a fresh PostgreSQL database when
+``OUTREACH_TEST_DATABASE_URL`` is set or ``--postgres`` is given (bench/_common.py).
 """
 
 from __future__ import annotations
@@ -18,9 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
 import sys
-import tempfile
 import time
 import uuid
 from multiprocessing.connection import Connection
@@ -29,6 +30,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import (
+    Target,
+    add_database_options,
+    database_label,
+    exit_code,
+    fresh_database,
+    report,
+)
 from tests.fakes.dns import FakeDNS
 
 from outreach.config import Environment, Settings, use_settings
@@ -111,15 +120,19 @@ async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--emails", type=int, default=10_000)
     parser.add_argument("--domains", type=int, default=1_000)
+    add_database_options(parser)
     args = parser.parse_args()
+    async with fresh_database("verify", postgres=args.postgres) as url:
+        return await run(args, url)
+
+
+async def run(args: argparse.Namespace, url: str) -> int:
     ours, theirs = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
         target=_serve_dns, args=(theirs, ".bench.test"), daemon=True
     )
     server.start()
     nameserver = f"127.0.0.1:{_ask(ours, 'port')}"
-    folder = Path(tempfile.mkdtemp(prefix="outreach-bench-verify-"))
-    url = os.environ.get("OUTREACH_BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{folder}/b.db"
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         env=Environment.testing,
@@ -150,9 +163,26 @@ async def main() -> int:
     print(f"project: queue {setup:.2f}s (charge + store addresses), job {job_time:.2f}s")
     print(f"job / baseline: {ratio:.2f}   DNS queries received: {queries}")
     print(f"results: {job.counts}")
-    ok = queries <= args.domains and ratio <= 2
-    print("PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    database = database_label(url)
+    return exit_code(
+        report(
+            "recipient_verify",
+            f"bulk verify {args.emails:,} addresses vs {args.domains:,} bare MX lookups",
+            ours=job_time,
+            baseline=base,
+            unit="s",
+            target=Target("<=", 2),
+            database=database,
+        ),
+        report(
+            "recipient_verify",
+            f"DNS queries for {args.domains:,} domains",
+            ours=queries,
+            unit="queries",
+            target=Target("<=", args.domains, on="ours"),
+            database=database,
+        ),
+    )
 
 
 if __name__ == "__main__":

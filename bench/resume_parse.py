@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import docx
+from _common import Target, exit_code, report
 from pypdf import PdfReader
 from tests.resume import documents
 
@@ -106,13 +107,18 @@ async def main() -> int:
     n = args.repeat * len(files)
     bare_ms = statistics.median(bare_times) / n * 1000
     our_ms = statistics.median(our_times) / n * 1000
-    ratio = our_ms / bare_ms
     print(f"files: {len(files)} (pdf, two-column pdf, docx), {n} parses per round")
     print(f"bare pypdf/python-docx: {bare_ms:.2f} ms per file (median of {args.rounds})")
     print(f"ours (pool + checks + structure): {our_ms:.2f} ms per file")
-    verdict = "PASS" if ratio <= TARGET else "FAIL"
-    print(f"ratio ours/bare = {ratio:.2f} (target <= {TARGET}): {verdict}")
-    return 0 if verdict == "PASS" else 1
+    met = report(
+        "resume_parse",
+        "resume upload-to-parsed vs bare pypdf/python-docx",
+        ours=our_ms,
+        baseline=bare_ms,
+        unit="ms/file",
+        target=Target("<=", TARGET),
+    )
+    return exit_code(met)
 
 
 if __name__ == "__main__":

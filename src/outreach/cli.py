@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -67,6 +68,26 @@ def migrate(
 
     upgrade(get_settings().database_url, revision)
     typer.echo(f"database at {revision}")
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option(help="Folder for the demo's database, files and outbox; emptied first.")
+    ] = Path("var/demo"),
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="An empty database to use instead of SQLite in the folder."),
+    ] = None,
+) -> None:
+    """The whole product end to end on a throw-away database: no account, no network."""
+    from outreach.demo.flow import DemoFailed, run_demo
+
+    try:
+        asyncio.run(run_demo(data_dir, database_url=database_url))
+    except DemoFailed as exc:
+        typer.echo(f"demo failed: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""`outreach demo`: the whole product end to end on a throw-away database, offline."""
