@@ -96,3 +96,19 @@ def test_messages_over_gmails_limit_are_refused_up_front() -> None:
     with pytest.raises(MessageTooLarge) as raised:
         build_message(OutgoingEmail(**{**BASE.__dict__, "attachments": (big,)}))
     assert raised.value.extra["size"] > GMAIL_MAX_MESSAGE_BYTES
+
+
+def test_a_message_encoded_ahead_is_dated_when_sent() -> None:
+    from datetime import UTC, datetime
+    from email.utils import parsedate_to_datetime
+
+    message = build_message(BASE, date=datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+    later = message.dated(datetime(2026, 12, 1, 4, 5, 6, tzinfo=UTC))
+    parsed = _parse(later.data)
+    assert parsedate_to_datetime(str(parsed["Date"])) == datetime(2026, 12, 1, 4, 5, 6, tzinfo=UTC)
+    assert later.data.count(b"Date: ") == 1
+    # Nothing else changes: the other headers and the body are the same bytes.
+    strip = lambda raw: b"\r\n".join(  # noqa: E731
+        line for line in raw.split(b"\r\n") if not line.startswith(b"Date: ")
+    )
+    assert strip(later.data) == strip(message.data)

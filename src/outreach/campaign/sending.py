@@ -449,7 +449,7 @@ async def send_one(
                     message_id=email.rfc822_message_id,
                     sender=mailbox.address,
                     recipients=(email.to_address,),
-                )
+                ).dated(utcnow())
             )
         else:
             attachment = await resume_attachment(session, resume_id)

@@ -10,8 +10,9 @@ bytes, never an ``EmailMessage`` to serialise again.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
@@ -23,6 +24,7 @@ from outreach.kit.clock import utcnow
 from outreach.kit.errors import FieldError, Unprocessable
 
 GMAIL_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+_DATE_HEADER = re.compile(rb"(?m)^Date: [^\r\n]*")
 
 
 class HeaderInjection(Unprocessable):
@@ -75,6 +77,13 @@ class EncodedMessage:
     def gmail_raw(self) -> str:
         """The base64url ``raw`` field the Gmail API takes."""
         return base64.urlsafe_b64encode(self.data).decode("ascii")
+
+    def dated(self, moment: datetime) -> EncodedMessage:
+        """The same message dated ``moment``: one encoded ahead of time (a stored
+        message, a draft) says when it was sent, not when it was prepared."""
+        head, separator, body = self.data.partition(b"\r\n\r\n")
+        date = b"Date: " + format_datetime(moment).encode("ascii")
+        return replace(self, data=_DATE_HEADER.sub(date, head, count=1) + separator + body)
 
     def headers(self) -> dict[str, str]:
         """The header fields, decoded (RFC 2047) for display."""

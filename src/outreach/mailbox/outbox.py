@@ -14,9 +14,10 @@ import os
 import re
 import uuid
 from email import policy
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from outreach.kit.clock import utcnow
 from outreach.kit.errors import NotFound
 from outreach.mailbox.mime import EncodedMessage
 from outreach.mailbox.providers import MailboxProfile
@@ -65,14 +66,20 @@ class OutboxProvider:
     async def send_draft(self, draft_id: str) -> str:
         path = self._draft_path(draft_id)
 
+        sent_at = utcnow()
+
         def move() -> str:
             if not path.exists():
                 raise OutboxDraftNotFound(f"no draft {draft_id}")
-            with path.open("rb") as handle:
-                message = BytesParser(policy=policy.SMTP).parse(handle)
-            target = self._sent_path(str(message["Message-ID"]))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+            data = path.read_bytes()
+            headers = BytesHeaderParser(policy=policy.SMTP).parsebytes(data)
+            message_id = str(headers["Message-ID"])
+            # Dated when sent, as a mail client does with a draft; written before the
+            # draft goes, so a crash in between leaves it findable by find_sent.
+            sent = EncodedMessage(data, message_id, str(headers["From"]), ()).dated(sent_at)
+            target = self._sent_path(message_id)
+            _write_atomically(target, sent.data)
+            path.unlink()
             return f"outbox:{target.name}"
 
         return await asyncio.to_thread(move)
