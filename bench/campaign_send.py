@@ -8,8 +8,9 @@ message through the Gmail provider (send-only mailboxes: ``messages.send`` of th
 message encoded when it was prepared, as the drafts job does after scheduling; that
 preparation is not timed) and commits each outcome, with
 ``OUTREACH_SEND_CONCURRENCY`` sends in flight.
-**baseline**: 2,000 ``POST …/messages/send`` with a small JSON body from one
-``httpx.AsyncClient``, the same number in flight.
+**baseline**: the same 2,000 ``POST …/messages/send`` requests (the same encoded
+messages, so the same bytes on the wire) from one ``httpx.AsyncClient``, the same
+number in flight: what sending costs with none of our machinery around it.
 
 The per-mailbox Gmail quota budget (250 units/s, a deliberate throttle that is
 unit-tested in tests/mailbox) is raised for this run so that the sending
@@ -200,21 +201,36 @@ async def project(database: Database, total: int) -> float:
     return elapsed
 
 
-async def baseline(url: str, total: int) -> float:
+async def encoded_messages(database: Database) -> list[str]:
+    """The ``raw`` field of every prepared email, for the baseline to send."""
+    from sqlalchemy.orm import undefer
+
+    from outreach.mailbox.mime import EncodedMessage
+
+    async with database.session() as session:
+        emails = await session.scalars(select(ScheduledEmail).options(undefer(ScheduledEmail.mime)))
+        return [
+            EncodedMessage(e.mime, e.rfc822_message_id, "", ()).gmail_raw
+            for e in emails
+            if e.mime is not None
+        ]
+
+
+async def baseline(url: str, messages: list[str]) -> float:
     limit = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=100)) as client:
 
-        async def one() -> None:
+        async def one(raw: str) -> None:
             async with limit:
                 response = await client.post(
                     f"{url}/gmail/v1/users/me/messages/send",
-                    json={"raw": "U3ViamVjdDogSGkNCg0KSGkNCg"},
+                    json={"raw": raw},
                     headers={"Authorization": "Bearer bench-token"},
                 )
                 response.raise_for_status()
 
         started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(total)))
+        await asyncio.gather(*(one(raw) for raw in messages))
         return time.perf_counter() - started
 
 
@@ -255,7 +271,9 @@ async def main(mailboxes: int, per_mailbox: int, postgres: bool) -> int:
         await seed(database, mailboxes, per_mailbox, now)
         await prepare(database)
         total = mailboxes * per_mailbox
-        bare = await baseline(gmail_url, total)
+        messages = await encoded_messages(database)
+        assert len(messages) == total, "every email is prepared with its message"
+        bare = await baseline(gmail_url, messages)
         ours = await project(database, total)
         await database.dispose()
     finally:

@@ -89,3 +89,65 @@ async def test_two_workers_respect_the_cap_and_send_once(
     assert {r.status for r in rows} == {EmailStatus.sent, EmailStatus.ready}
     waiting = [r for r in rows if r.status == EmailStatus.ready]
     assert all(r.due_at > START + timedelta(hours=12) for r in waiting)  # next windows
+
+
+@pytest.mark.usefixtures("jobs_on")
+async def test_parallel_sends_over_several_mailboxes_record_every_outcome_once(
+    committing_database: Database, outbox_settings: Settings, frozen_clock: Clock
+) -> None:
+    """The production path: sends in parallel (one mailbox's sends start while the
+    next is claimed), outcomes written by the group-committing recorder."""
+    from outreach.config import use_settings
+
+    use_settings(outbox_settings.model_copy(update={"send_concurrency": 4}))
+    frozen_clock.freeze(START - timedelta(hours=1))
+    campaign_ids = []
+    async with committing_database.session() as session:
+        user = await create_user(session, "parallel@example.com", balance=100)
+        template_id = await make_template(session, user)
+        for index in range(3):
+            mailbox = await make_outbox_mailbox(session, user, address=f"box{index}@example.com")
+            recipients = await make_list(
+                session,
+                user,
+                [{"email": f"q{index}-{n}@corp{n}.com", "company": f"C{n}"} for n in range(6)],
+            )
+            campaign = await campaign_service.create(
+                session,
+                user=user,
+                data=CampaignCreate(
+                    name=f"parallel {index}",
+                    mailbox_id=mailbox.id,
+                    template_id=template_id,
+                    list_id=recipients.id,
+                    start_at=START,
+                    min_gap_seconds=0,
+                    jitter_seconds=0,
+                    company_cap=None,
+                ),
+            )
+            await campaign_service.schedule(session, user=user, campaign=campaign)
+            campaign_ids.append(campaign.id)
+    for campaign_id in campaign_ids:
+        await sending.prepare_campaign_emails(committing_database, campaign_id)
+    async with committing_database.session() as session:
+        await session.execute(
+            update(ScheduledEmail)
+            .where(ScheduledEmail.campaign_id.in_(campaign_ids))
+            .values(due_at=START)
+        )
+    frozen_clock.freeze(START + timedelta(minutes=1))
+    assert await sending.send_due_emails(committing_database) == 18
+    assert await sending.send_due_emails(committing_database) == 0
+    async with committing_database.session() as session:
+        rows = (
+            await session.scalars(
+                select(ScheduledEmail).where(ScheduledEmail.campaign_id.in_(campaign_ids))
+            )
+        ).all()
+    assert len(rows) == 18
+    assert {r.status for r in rows} == {EmailStatus.sent}
+    assert all(r.provider_message_id and r.sent_at for r in rows)
+    files = list(outbox_settings.outbox_path.glob("*/*.eml"))
+    assert len(files) == 18
+    assert len({r.provider_message_id for r in rows}) == 18

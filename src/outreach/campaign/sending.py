@@ -508,45 +508,57 @@ async def _load_claimed(database: Database, ids: list[uuid.UUID]) -> list[_Claim
 
 
 class SentRecorder:
-    """Records successful sends. Each sender waits until its own outcome is committed;
-    outcomes that arrive while a commit is under way share the next one (group
-    commit), so a busy tick writes a few batches instead of a transaction per email."""
+    """Records successful sends in the background, batched: outcomes that arrive while
+    a commit is under way go into the next one, so a busy tick writes a few batches
+    instead of a transaction per email, and a sender's concurrency slot is free as
+    soon as the provider has answered. ``drain`` waits for every outcome of the tick.
+    A batch that cannot be written leaves its emails ``sending``: their lease
+    expires and they are reconciled, exactly as after a crash."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
         self._queue: list[dict[str, Any]] = []
-        self._lock = asyncio.Lock()
+        self._writer: asyncio.Task[None] | None = None
 
-    async def record(self, email_id: uuid.UUID, message_id: str) -> None:
-        row = {"b_id": email_id, "b_message_id": message_id, "b_sent_at": utcnow()}
-        self._queue.append(row)
-        async with self._lock:
-            if not any(queued is row for queued in self._queue):
-                return  # an earlier commit carried it
+    def record(self, email_id: uuid.UUID, message_id: str) -> None:
+        self._queue.append({"b_id": email_id, "b_message_id": message_id, "b_sent_at": utcnow()})
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+
+    async def drain(self) -> None:
+        if self._writer is not None:
+            await self._writer
+
+    async def _write(self) -> None:
+        table = cast(Table, ScheduledEmail.__table__)
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.status == EmailStatus.sending)
+            .values(
+                status=EmailStatus.sent,
+                provider_message_id=bindparam("b_message_id"),
+                sent_at=bindparam("b_sent_at"),
+                lease_until=None,
+                last_error=None,
+                mime=None,  # the provider keeps the copy
+                updated_at=bindparam("b_sent_at"),
+            )
+        )
+        while self._queue:
             batch, self._queue = self._queue, []
-            table = cast(Table, ScheduledEmail.__table__)
-            async with self._database.session() as session:
-                await session.execute(
-                    update(table)
-                    .where(
-                        table.c.id == bindparam("b_id"),
-                        table.c.status == EmailStatus.sending,
-                    )
-                    .values(
-                        status=EmailStatus.sent,
-                        provider_message_id=bindparam("b_message_id"),
-                        sent_at=bindparam("b_sent_at"),
-                        lease_until=None,
-                        last_error=None,
-                        mime=None,  # the provider keeps the copy
-                        updated_at=bindparam("b_sent_at"),
-                    ),
-                    batch,
+            try:
+                async with self._database.session() as session:
+                    await session.execute(statement, batch)
+            except Exception as exc:  # the expired leases are reconciled
+                log.error(
+                    "sent emails not recorded; they will be reconciled",
+                    emails=[str(row["b_id"]) for row in batch],
+                    error=repr(exc),
                 )
 
 
 async def _record_sent(sent: SentRecorder, email_id: uuid.UUID, message_id: str) -> None:
-    await sent.record(email_id, message_id)
+    sent.record(email_id, message_id)
 
 
 async def _send_claimed(database: Database, claimed: _Claimed, sent: SentRecorder) -> None:
@@ -601,26 +613,39 @@ async def send_due_emails(database: Database) -> int:
                 )
             ).all()
         )
-    claimed: list[uuid.UUID] = []
-    for mailbox_id in mailbox_ids:
-        async with database.session() as session:
-            claimed += await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
     concurrency = get_settings().send_concurrency
     sent = SentRecorder(database)
+    claimed: list[uuid.UUID] = []
     if concurrency <= 1:
+        for mailbox_id in mailbox_ids:
+            async with database.session() as session:
+                claimed += await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
         for email in await _load_claimed(database, claimed):
             await _send_claimed(database, email, sent)
+            await sent.drain()  # strictly one at a time (tests share one connection)
     else:
         # Sends wait on the network, so they run side by side (each its own
-        # transaction); one failing send must not stop the others.
+        # session), and a mailbox's sends start while the next mailbox is claimed;
+        # one failing send must not stop the others.
         limit = asyncio.Semaphore(concurrency)
 
         async def send(email: _Claimed) -> None:
             async with limit:
                 await _send_claimed(database, email, sent)
 
-        loaded = await _load_claimed(database, claimed)
-        results = await asyncio.gather(*(send(e) for e in loaded), return_exceptions=True)
+        loaded: list[_Claimed] = []
+        in_flight: list[asyncio.Task[None]] = []
+        try:
+            for mailbox_id in mailbox_ids:
+                async with database.session() as session:
+                    ids = await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
+                claimed += ids
+                batch = await _load_claimed(database, ids)
+                loaded += batch
+                in_flight += [asyncio.create_task(send(email)) for email in batch]
+        finally:
+            results = await asyncio.gather(*in_flight, return_exceptions=True)
+            await sent.drain()
         for email, result in zip(loaded, results, strict=True):
             if isinstance(result, BaseException):
                 log.error(

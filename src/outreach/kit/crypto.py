@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -28,9 +29,15 @@ def derived_key(secret_key: str) -> bytes:
 
 
 def fernet_for(settings: Settings) -> MultiFernet:
-    keys = [key.get_secret_value().encode() for key in settings.encryption_keys]
+    keys = tuple(key.get_secret_value().encode() for key in settings.encryption_keys)
     if not keys:
-        keys = [derived_key(settings.secret_key.get_secret_value())]
+        keys = (derived_key(settings.secret_key.get_secret_value()),)
+    return _multi_fernet(keys)
+
+
+@lru_cache(maxsize=16)
+def _multi_fernet(keys: tuple[bytes, ...]) -> MultiFernet:
+    # Built once per key set: every Gmail call reads the access token through it.
     return MultiFernet([Fernet(key) for key in keys])
 
 
