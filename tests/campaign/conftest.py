@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.config import Settings, use_settings
+from outreach.kit import jobs
+from outreach.kit.db import Database, set_database
 from outreach.models import Mailbox, MailboxProvider, MailboxStatus, Recipient, User
 from outreach.models.recipient_list import ListStatus, RecipientList
 from outreach.template.schemas import TemplateCreate
@@ -25,6 +27,19 @@ def outbox_settings(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     use_settings(changed)
     yield changed
     use_settings(settings)
+
+
+@pytest.fixture
+async def jobs_on(committing_database: Database, settings: Settings) -> AsyncIterator[None]:
+    """Jobs (sent after commits) run inline against the committing database."""
+    broker = jobs.create_broker(settings)
+    await broker.startup()
+    jobs.set_broker(broker)
+    set_database(committing_database)
+    yield
+    set_database(None)
+    jobs.set_broker(None)
+    await broker.shutdown()
 
 
 async def make_outbox_mailbox(
@@ -87,3 +102,53 @@ async def make_template(session: AsyncSession, user: User, **overrides: str) -> 
     }
     template, _ = await template_service.create(session, user=user, data=TemplateCreate(**data))
     return template.id
+
+
+class Crash(BaseException):
+    """Not an Exception: nothing in the sender may swallow it, like a killed process."""
+
+
+# Where a worker can die in a tick: the functions of campaign.sending it dies in,
+# each before or after the function runs.
+CRASH_POINTS: dict[str, list[tuple[str, str]]] = {
+    # claimed and committed, nothing sent
+    "after_claim": [("_send_claimed", "before")],
+    # sent; what records it (at once, or by the background recorder) never runs
+    "after_provider_send": [("_finish_sent", "before"), ("_record_sent", "before")],
+    # claimed, the claim not committed
+    "before_claim_commit": [("claim_due_emails", "after")],
+    # the sends are recorded; the campaigns and referrals are not updated
+    "before_tick_settles": [("after_sends", "before")],
+    # a worker dies while reconciling an expired lease
+    "during_recovery": [("_recover_one", "before")],
+}
+
+
+def arm_crash(monkeypatch: pytest.MonkeyPatch, point: str, *, countdown: int = 0) -> list[int]:
+    """Arm one crash at ``point`` that fires on call number ``countdown + 1`` (of any of
+    its functions); the returned list holds -1 once it fired."""
+    from outreach.campaign import sending
+
+    remaining = [countdown]
+
+    def fire() -> None:
+        if remaining[0] == 0:
+            remaining[0] = -1
+            raise Crash(point)
+        if remaining[0] > 0:
+            remaining[0] -= 1
+
+    def crashing(original: Any, when: str) -> Any:
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            if when == "before":
+                fire()
+            result = await original(*args, **kwargs)
+            if when == "after":
+                fire()
+            return result
+
+        return run
+
+    for name, when in CRASH_POINTS[point]:
+        monkeypatch.setattr(sending, name, crashing(getattr(sending, name), when))
+    return remaining

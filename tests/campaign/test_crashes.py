@@ -26,14 +26,10 @@ from outreach.kit.clock import Clock
 from outreach.kit.db import Database
 from outreach.models import LedgerEntry
 from outreach.models.campaign import FINAL_EMAIL_STATUSES, EmailStatus, ScheduledEmail
-from tests.campaign.conftest import make_list, make_outbox_mailbox, make_template
+from tests.campaign.conftest import Crash, arm_crash, make_list, make_outbox_mailbox, make_template
 from tests.conftest import create_user
 
 START = datetime(2026, 11, 30, 3, 30, tzinfo=UTC)  # Monday 09:00 in Kolkata
-
-
-class Crash(BaseException):
-    """Not an Exception: nothing in the sender may swallow it, like a killed process."""
 
 
 async def _campaign(session: AsyncSession, index: int, emails: int) -> tuple[uuid.UUID, uuid.UUID]:
@@ -61,52 +57,6 @@ async def _campaign(session: AsyncSession, index: int, emails: int) -> tuple[uui
     )
     await campaign_service.schedule(session, user=user, campaign=campaign)
     return campaign.id, user.id
-
-
-def _crashing(monkeypatch: pytest.MonkeyPatch, rng: random.Random, point: str) -> list[int]:
-    """Arm one crash at ``point`` that fires on the first or second call."""
-    countdown = [rng.randint(0, 1) if point == "after_claim" else 0]
-
-    def fire() -> None:
-        if countdown[0] == 0:
-            countdown[0] = -1
-            raise Crash(point)
-        if countdown[0] > 0:
-            countdown[0] -= 1
-
-    if point == "after_claim":
-        original_send = sending._send_claimed
-
-        async def send_claimed(database: Database, *args: object) -> None:
-            fire()
-            await original_send(database, *args)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(sending, "_send_claimed", send_claimed)
-    elif point == "after_provider_send":
-        original_finish = sending._finish_sent
-
-        async def finish_sent(*args: object) -> None:
-            fire()  # the message is out; the commit that records it never happens
-            await original_finish(*args)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(sending, "_finish_sent", finish_sent)
-        original_record = sending._record_sent
-
-        async def record_sent(*args: object) -> None:
-            fire()  # the message is out; the commit that records it never happens
-            await original_record(*args)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(sending, "_record_sent", record_sent)
-    elif point == "before_claim_commit":
-        original_claim = sending.claim_due_emails
-
-        async def claim(*args: object, **kwargs: object) -> list[uuid.UUID]:
-            claimed = await original_claim(*args, **kwargs)  # type: ignore[arg-type]
-            fire()
-            return claimed
-
-        monkeypatch.setattr(sending, "claim_due_emails", claim)
-    return countdown
 
 
 @pytest.mark.parametrize("run", range(50))
@@ -142,7 +92,9 @@ async def test_random_crashes_never_duplicate_or_lose(
         )
         draft.unlink()
     point = rng.choice(["after_claim", "after_provider_send", "before_claim_commit"])
-    armed = _crashing(monkeypatch, rng, point)
+    armed = arm_crash(
+        monkeypatch, point, countdown=rng.randint(0, 1) if point == "after_claim" else 0
+    )
     frozen_clock.freeze(START)
     for _ in range(12):
         # A Crash means the worker died; the next one starts fresh after the lease.

@@ -20,7 +20,8 @@ from outreach.kit.clock import Clock
 from outreach.kit.db import Database
 from outreach.models import LedgerEntry
 from outreach.models.campaign import FINAL_EMAIL_STATUSES, EmailStatus, ScheduledEmail
-from tests.campaign.test_crashes import START, Crash, _crashing
+from tests.campaign.conftest import Crash, arm_crash
+from tests.campaign.test_crashes import START
 from tests.campaign.test_gmail import GMAIL, gmail_settings, scheduled_campaign  # noqa: F401
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.google import FakeGoogle
@@ -48,7 +49,9 @@ async def test_random_crashes_through_gmail(
         deleted = next(iter(box.drafts))
         box.drafts.pop(deleted)  # the user deleted this draft in Gmail
     point = rng.choice(["after_claim", "after_provider_send", "before_claim_commit"])
-    armed = _crashing(monkeypatch, rng, point)
+    armed = arm_crash(
+        monkeypatch, point, countdown=rng.randint(0, 1) if point == "after_claim" else 0
+    )
     frozen_clock.freeze(START)
     for _ in range(12):
         with contextlib.suppress(Crash):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -13,26 +12,12 @@ from outreach.campaign import sending
 from outreach.campaign.schemas import CampaignCreate
 from outreach.campaign.service import campaign_service
 from outreach.config import Settings
-from outreach.kit import jobs
 from outreach.kit.clock import Clock
-from outreach.kit.db import Database, set_database
+from outreach.kit.db import Database
 from outreach.models.campaign import EmailStatus, ScheduledEmail
 from tests.campaign.conftest import make_list, make_outbox_mailbox, make_template
 from tests.campaign.test_crashes import START
 from tests.conftest import create_user
-
-
-@pytest.fixture
-async def jobs_on(committing_database: Database, outbox_settings: Settings) -> AsyncIterator[None]:
-    """Jobs (sent after commits) run against the committing database."""
-    broker = jobs.create_broker(outbox_settings)
-    await broker.startup()
-    jobs.set_broker(broker)
-    set_database(committing_database)
-    yield
-    set_database(None)
-    jobs.set_broker(None)
-    await broker.shutdown()
 
 
 @pytest.mark.usefixtures("jobs_on")

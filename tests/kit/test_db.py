@@ -76,3 +76,18 @@ class TestAfterCommit:
             savepoint = await session.begin_nested()
             await savepoint.rollback()
         assert ran == ["yes"]
+
+
+async def test_an_unreachable_postgresql_is_an_operational_error() -> None:
+    """asyncpg raises a bare ConnectionRefusedError; the app answers OperationalError with 503."""
+    from sqlalchemy.exc import OperationalError
+
+    from outreach.kit.db import create_engine
+
+    engine = create_engine("postgresql+asyncpg://nobody@127.0.0.1:1/nothing")
+    try:
+        with pytest.raises(OperationalError, match="cannot reach the database"):
+            async with engine.connect() as connection:
+                await connection.execute(select(1))
+    finally:
+        await engine.dispose()

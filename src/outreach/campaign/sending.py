@@ -584,19 +584,28 @@ async def recover_expired_leases(database: Database, now: datetime) -> int:
             ).all()
         )
     for email_id in ids:
-        async with database.session() as session:
-            email = await session.get(ScheduledEmail, email_id, with_for_update=True)
-            if email is None or email.status != EmailStatus.sending:
-                continue
-            mailbox = await session.get(Mailbox, email.mailbox_id)
-            assert mailbox is not None
-            try:
-                provider = await mailbox_service.provider_for(session, mailbox)
-            except MailboxUnavailable:
-                continue
-            await _reconcile(session, email, mailbox, provider, "worker stopped during the send")
+        try:
+            await _recover_one(database, email_id)
+        except AppError as exc:
+            # The provider cannot tell us yet (its reads fail): the email stays claimed
+            # and the next tick asks again; the other mailboxes must not wait for it.
+            log.warning("lease not reconciled yet", email_id=str(email_id), error=str(exc))
     await after_sends(database, ids)
     return len(ids)
+
+
+async def _recover_one(database: Database, email_id: uuid.UUID) -> None:
+    async with database.session() as session:
+        email = await session.get(ScheduledEmail, email_id, with_for_update=True)
+        if email is None or email.status != EmailStatus.sending:
+            return
+        mailbox = await session.get(Mailbox, email.mailbox_id)
+        assert mailbox is not None
+        try:
+            provider = await mailbox_service.provider_for(session, mailbox)
+        except MailboxUnavailable:
+            return
+        await _reconcile(session, email, mailbox, provider, "worker stopped during the send")
 
 
 async def send_due_emails(database: Database) -> int:

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import JSON, DateTime, MetaData, event, text
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, ExceptionContext, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from outreach.config import Settings
@@ -79,6 +81,45 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _lost_connection(error: BaseException | None) -> bool:
+    """A network failure, or SQLSTATE class 08 (connection exception), in the chain."""
+    while error is not None:
+        if isinstance(error, OSError) or str(getattr(error, "sqlstate", "")).startswith("08"):
+            return True
+        error = error.__cause__
+    return False
+
+
+def _prepare_postgresql(engine: AsyncEngine) -> None:
+    """Make a database that cannot be reached, or a connection that drops mid-request, an
+    ``OperationalError`` (answered 503): asyncpg raises a bare ``OSError`` when the
+    server refuses and a generic error when the link drops."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Dialect, _record: ConnectionPoolEntry, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if _lost_connection(exc):
+                error = f"cannot reach the database: {exc}"
+                raise dialect.loaded_dbapi.OperationalError(error) from exc
+            raise
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _dropped(context: ExceptionContext) -> BaseException | None:
+        if isinstance(context.sqlalchemy_exception, OperationalError | InterfaceError):
+            return None
+        if not (context.is_disconnect or _lost_connection(context.original_exception)):
+            return None
+        context.is_disconnect = True  # so the pool throws the connection away
+        return OperationalError(
+            context.statement,
+            context.parameters,
+            context.original_exception,
+            connection_invalidated=True,
+        )
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -87,7 +128,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _prepare_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+    _prepare_postgresql(engine)
+    return engine
 
 
 def dialect_insert(session: AsyncSession) -> Any:
@@ -123,6 +168,7 @@ class Database:
         async with self.sessionmaker() as session:
             try:
                 yield session
+                await run_before_commit(session)
             except BaseException:
                 await session.rollback()
                 raise
@@ -159,6 +205,7 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with database.sessionmaker() as session:
         try:
             yield session
+            await run_before_commit(session)
         except BaseException:
             await session.rollback()
             raise
@@ -171,6 +218,20 @@ def _forget_after_commit_callbacks(session: Session, previous_transaction: Any) 
     # The outermost transaction rolled back: what was to follow its commit never will.
     if previous_transaction.parent is None:
         session.info.pop("after_commit", None)
+        session.info.pop("before_commit", None)
+
+
+def before_commit(session: AsyncSession, check: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``check`` (once, however often it is registered) just before the session's
+    transaction commits; if it raises, the transaction rolls back instead."""
+    checks = session.info.setdefault("before_commit", [])
+    if check not in checks:
+        checks.append(check)
+
+
+async def run_before_commit(session: AsyncSession) -> None:
+    for check in session.info.pop("before_commit", []):
+        await check()
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[Any]]) -> None:

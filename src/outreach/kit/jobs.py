@@ -15,20 +15,25 @@ from __future__ import annotations
 import asyncio
 import random
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskiq.exceptions import SendTaskError
 from taskiq.kicker import AsyncKicker
 from taskiq.schedule_sources import LabelScheduleSource
 from taskiq.scheduler.scheduled_task import ScheduledTask
 from taskiq.scheduler.scheduler import TaskiqScheduler
 
 from outreach.config import Settings
-from outreach.kit.db import after_commit, get_database
+from outreach.kit.db import after_commit, before_commit, get_database
+from outreach.kit.errors import ServiceUnavailable
 from outreach.kit.logging import get_logger
 from outreach.models.failed_job import FailedJob
 
@@ -212,10 +217,56 @@ async def enqueue(name: str, **kwargs: Any) -> str:
     return str(task.task_id)
 
 
+class JobQueueUnavailable(ServiceUnavailable):
+    code, title = "job_queue_unavailable", "The job queue cannot be reached"
+
+
+async def ensure_broker_reachable() -> None:
+    """Raise 503 when the broker (Redis) cannot take jobs. Checked before a commit that
+    will send jobs, while the work can still roll back: never work stored without
+    its job. The in-process broker is always reachable."""
+    pool = getattr(get_broker(), "connection_pool", None)
+    if pool is None:
+        return
+    try:
+        async with Redis(connection_pool=pool) as redis:  # borrows the pool, leaves it open
+            await asyncio.wait_for(redis.ping(), timeout=5)
+    except (RedisError, OSError) as exc:
+        log.error("job queue unavailable", error=str(exc))
+        raise JobQueueUnavailable(
+            "background jobs cannot be queued right now; nothing was changed, retry shortly",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
 def enqueue_after_commit(session: AsyncSession, name: str, **kwargs: Any) -> None:
-    """Send a job once ``session`` commits, so a rolled-back request starts nothing."""
+    """Send a job once ``session`` commits, so a rolled-back request starts nothing.
+
+    The broker is checked before the commit (503 when down); should it fail between
+    that check and the send, the job is kept in ``failed_jobs`` (to be re-sent from
+    there) rather than failing a request whose work is already stored."""
 
     async def send() -> None:
-        await enqueue(name, **kwargs)
+        try:
+            await enqueue(name, **kwargs)
+        except (SendTaskError, RedisError, OSError) as exc:
+            log.error("job not queued; kept in failed_jobs", task=name, error=str(exc))
+            await record_unqueued_job(name, kwargs, exc)
 
+    before_commit(session, ensure_broker_reachable)
     after_commit(session, send)
+
+
+async def record_unqueued_job(name: str, kwargs: dict[str, Any], exception: Exception) -> None:
+    async with get_database().session() as session:
+        session.add(
+            FailedJob(
+                task_name=name,
+                task_id=uuid.uuid4().hex,  # never sent, so never given one
+                args={"args": [], "kwargs": kwargs},
+                error=f"not queued: {type(exception).__name__}: {exception}",
+                traceback="".join(traceback.format_exception(exception)),
+                attempts=0,
+                retried_at=None,
+            )
+        )

@@ -1,7 +1,9 @@
 """Fixed-window rate limits: Redis when configured, the database otherwise.
 
 A hit is counted in its own transaction, so a request that then fails (a bad
-sign-in, say) still counts against the limit.
+sign-in, say) still counts against the limit. When Redis is configured but
+cannot be reached, the hit is counted in the database instead: the limit holds
+and sign-in keeps working (neither open to brute force nor closed to everyone).
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import math
 from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import delete
 
 from outreach.kit.clock import utcnow
 from outreach.kit.db import Database, dialect_insert
 from outreach.kit.errors import TooManyRequests
+from outreach.kit.logging import get_logger
 from outreach.models.rate_limit_bucket import RateLimitBucket
+
+log = get_logger("outreach.ratelimit")
 
 
 class RateLimited(TooManyRequests):
@@ -36,9 +42,13 @@ class RateLimiter:
         """Count one attempt for ``key``; raise 429 with ``Retry-After`` over ``limit``."""
         now = utcnow()
         window_start = _window_start(now, window_seconds)
+        count: int | None = None
         if self.redis is not None:
-            count = await self._hit_redis(key, window_start, window_seconds)
-        else:
+            try:
+                count = await self._hit_redis(key, window_start, window_seconds)
+            except (RedisError, OSError) as exc:
+                log.warning("redis unavailable; rate limit counted in the database", error=str(exc))
+        if count is None:
             count = await self._hit_database(key, window_start, window_seconds)
         if count > limit:
             retry_after = (window_start + timedelta(seconds=window_seconds)) - now
