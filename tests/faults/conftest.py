@@ -33,6 +33,7 @@ from tests.campaign.conftest import (  # noqa: F401 - outbox_settings, jobs_on: 
 from tests.campaign.test_gmail import gmail_settings  # noqa: F401 - a fixture
 from tests.conftest import create_user
 from tests.faults.proxy import TcpProxy
+from tests.payment.conftest import fake_razorpay, fake_razorpay_server  # noqa: F401 - fixtures
 
 # Monday 30 November 2026, 09:00 in Kolkata: inside the default sending window.
 START = datetime(2026, 11, 30, 3, 30, tzinfo=UTC)
