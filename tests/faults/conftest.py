@@ -7,10 +7,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
@@ -18,11 +19,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from outreach.app import create_app
+from outreach.campaign import sending
 from outreach.campaign.schemas import CampaignCreate
 from outreach.campaign.service import campaign_service
 from outreach.config import Settings, get_settings, use_settings
+from outreach.kit.clock import Clock
 from outreach.kit.db import Database, create_engine
-from outreach.models import User
+from outreach.models import MailboxMode, User
 from tests.campaign.conftest import (  # noqa: F401 - outbox_settings, jobs_on: fixtures
     jobs_on,
     make_list,
@@ -30,8 +33,10 @@ from tests.campaign.conftest import (  # noqa: F401 - outbox_settings, jobs_on: 
     make_template,
     outbox_settings,
 )
-from tests.campaign.test_gmail import gmail_settings  # noqa: F401 - a fixture
-from tests.conftest import create_user
+from tests.campaign.test_gmail import START as GMAIL_START
+from tests.campaign.test_gmail import gmail_settings, scheduled_campaign  # noqa: F401
+from tests.conftest import create_user, make_client, sign_in
+from tests.fakes.google import FakeGoogle
 from tests.faults.proxy import TcpProxy
 from tests.payment.conftest import fake_razorpay, fake_razorpay_server  # noqa: F401 - fixtures
 
@@ -105,6 +110,23 @@ def gmail_faults(gmail_settings: Settings) -> Iterator[Settings]:  # noqa: F811
     use_settings(gmail_settings)
 
 
+async def prepared_gmail_campaign(
+    database: Database,
+    session: AsyncSession,
+    fake_google: FakeGoogle,
+    clock: Clock,
+    *,
+    emails: int,
+    mode: MailboxMode = MailboxMode.full,
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A Gmail campaign (30 credits, Kolkata, due from START) with its drafts made an
+    hour before; returns the campaign's and the user's ids."""
+    clock.freeze(GMAIL_START - timedelta(hours=1))
+    campaign, user = await scheduled_campaign(session, fake_google, mode=mode, emails=emails)
+    await sending.prepare_campaign_emails(database, campaign.id)
+    return campaign.id, user.id  # type: ignore[attr-defined]
+
+
 async def outbox_campaign(session: AsyncSession, *, start_at: datetime) -> uuid.UUID:
     user = await create_user(session, "ravi@example.com", balance=10)
     mailbox = await make_outbox_mailbox(session, user, address="ravi@example.com")
@@ -123,6 +145,23 @@ async def outbox_campaign(session: AsyncSession, *, start_at: datetime) -> uuid.
     await campaign_service.schedule(session, user=user, campaign=campaign)
     await session.flush()
     return campaign.id
+
+
+@pytest.fixture
+async def draft(committing_database: Database, frozen_clock: Clock) -> DraftCampaign:
+    """A committed draft campaign of three emails (20 credits), two hours before START."""
+    frozen_clock.freeze(START - timedelta(hours=2))
+    return await draft_campaign(committing_database)
+
+
+@asynccontextmanager
+async def signed_in(
+    settings: Settings, database: Database, draft: DraftCampaign
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser signed in as the draft's owner, on the app started on ``database``."""
+    async with running_app(settings, database) as app, make_client(app) as client:
+        await sign_in(client, draft.email)
+        yield client
 
 
 # -- the database the test breaks ------------------------------------------------------

@@ -1,12 +1,14 @@
-"""An in-process TCP proxy on 127.0.0.1 that a test can cut, in front of PostgreSQL.
+"""An in-process TCP proxy on 127.0.0.1 that a test can cut, in front of PostgreSQL
+(or Redis).
 
-The app's engine connects through the proxy; the shared PostgreSQL server is
-never stopped. Faults:
+The app connects through the proxy; the shared server is never stopped. Faults:
 
 * ``cut()``: every open connection is aborted at once (both ends), as when a
   network link or a load balancer drops; the server rolls back what was open.
 * ``refusing = True``: new connections are closed as soon as they are accepted
-  (the database is unreachable) until it is set back to ``False``.
+  (the server is unreachable) until it is set back to ``False``.
+* ``stalled = True``: connections stay open but nothing the client sends is
+  passed on, so no answer ever comes (a hung server, or packets dropped).
 * ``drop_next_commit()``: the next ``COMMIT`` never reaches the server; the
   connection is cut instead (the transaction is rolled back).
 * ``lose_next_commit_reply()``: the next ``COMMIT`` reaches the server and
@@ -46,6 +48,7 @@ class TcpProxy:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.refusing = False
+        self.stalled = False
         self.cuts = 0
         self._commit_fault: str | None = None
         self._links: set[_Link] = set()
@@ -104,6 +107,8 @@ class TcpProxy:
     async def _client_to_server(self, link: _Link, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while chunk := await reader.read(_CHUNK):
+                if self.stalled:
+                    continue
                 if self._commit_fault is not None and COMMIT_MESSAGE in chunk:
                     fault, self._commit_fault = self._commit_fault, None
                     if fault == "drop":

@@ -29,14 +29,13 @@ from outreach.kit.clock import Clock
 from outreach.kit.db import Database
 from outreach.models import AuditLog, LedgerEntry
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
-from tests.conftest import make_client, sign_in
 from tests.faults.conftest import (
     START,
     DraftCampaign,
     SqliteFile,
     cut_before,
     draft_campaign,
-    running_app,
+    signed_in,
 )
 from tests.faults.invariants import check_invariants, outbox_deliveries
 from tests.faults.proxy import TcpProxy
@@ -86,15 +85,9 @@ class TestPostgresConnectionDropped:
         committing_database: Database,
         db_proxy: TcpProxy,
         outbox_settings: Settings,
-        frozen_clock: Clock,
+        draft: DraftCampaign,
     ) -> None:
-        frozen_clock.freeze(START - timedelta(hours=2))
-        draft = await draft_campaign(committing_database)
-        async with (
-            running_app(outbox_settings, proxied_database) as app,
-            make_client(app) as client,
-        ):
-            await sign_in(client, draft.email)
+        async with signed_in(outbox_settings, proxied_database, draft) as client:
             # Charged and the emails inserted, then the link drops before the audit row.
             cut_before(proxied_database.engine, db_proxy, "INSERT INTO audit_logs")
             assert_unavailable(await schedule(client, draft, "schedule-1"))
@@ -111,15 +104,9 @@ class TestPostgresConnectionDropped:
         committing_database: Database,
         db_proxy: TcpProxy,
         outbox_settings: Settings,
-        frozen_clock: Clock,
+        draft: DraftCampaign,
     ) -> None:
-        frozen_clock.freeze(START - timedelta(hours=2))
-        draft = await draft_campaign(committing_database)
-        async with (
-            running_app(outbox_settings, proxied_database) as app,
-            make_client(app) as client,
-        ):
-            await sign_in(client, draft.email)
+        async with signed_in(outbox_settings, proxied_database, draft) as client:
             db_proxy.drop_next_commit()
             assert_unavailable(await schedule(client, draft, "schedule-1"))
             await assert_nothing_scheduled(committing_database, draft)
@@ -132,17 +119,11 @@ class TestPostgresConnectionDropped:
         committing_database: Database,
         db_proxy: TcpProxy,
         outbox_settings: Settings,
-        frozen_clock: Clock,
+        draft: DraftCampaign,
     ) -> None:
         """The commit happened but the app cannot know: it says 503, and the client's
         retry with the same Idempotency-Key gets the stored answer, charged once."""
-        frozen_clock.freeze(START - timedelta(hours=2))
-        draft = await draft_campaign(committing_database)
-        async with (
-            running_app(outbox_settings, proxied_database) as app,
-            make_client(app) as client,
-        ):
-            await sign_in(client, draft.email)
+        async with signed_in(outbox_settings, proxied_database, draft) as client:
             db_proxy.lose_next_commit_reply()
             assert_unavailable(await schedule(client, draft, "schedule-1"))
             retry = await schedule(client, draft, "schedule-1")
@@ -156,15 +137,9 @@ class TestPostgresConnectionDropped:
         committing_database: Database,
         db_proxy: TcpProxy,
         outbox_settings: Settings,
-        frozen_clock: Clock,
+        draft: DraftCampaign,
     ) -> None:
-        frozen_clock.freeze(START - timedelta(hours=2))
-        draft = await draft_campaign(committing_database)
-        async with (
-            running_app(outbox_settings, proxied_database) as app,
-            make_client(app) as client,
-        ):
-            await sign_in(client, draft.email)
+        async with signed_in(outbox_settings, proxied_database, draft) as client:
             db_proxy.refusing = True
             db_proxy.cut()  # the pooled connections die too
             assert_unavailable(await client.get(f"/v1/campaigns/{draft.campaign_id}"))
@@ -192,11 +167,7 @@ class TestPostgresConnectionDropped:
         finds the message and marks it sent, once."""
         frozen_clock.freeze(START - timedelta(hours=2))
         draft = await draft_campaign(committing_database, emails=2)
-        async with (
-            running_app(outbox_settings, proxied_database) as app,
-            make_client(app) as client,
-        ):
-            await sign_in(client, draft.email)
+        async with signed_in(outbox_settings, proxied_database, draft) as client:
             assert (await schedule(client, draft, "schedule-1")).status_code == 202
         await sending.prepare_campaign_emails(proxied_database, draft.campaign_id)
         frozen_clock.freeze(START + timedelta(minutes=5))
@@ -246,8 +217,7 @@ class TestSqliteFile:
         database, faults = sqlite_file
         frozen_clock.freeze(START - timedelta(hours=2))
         draft = await draft_campaign(committing_database, body_text="Hello. " * 1500)
-        async with running_app(outbox_settings, database) as app, make_client(app) as client:
-            await sign_in(client, draft.email)
+        async with signed_in(outbox_settings, database, draft) as client:
             await asyncio.to_thread(_vacuum, faults.path)
             faults.full = True
             assert_unavailable(await schedule(client, draft, "schedule-1"))
@@ -262,13 +232,10 @@ class TestSqliteFile:
         sqlite_file: tuple[Database, SqliteFile],
         committing_database: Database,
         outbox_settings: Settings,
-        frozen_clock: Clock,
+        draft: DraftCampaign,
     ) -> None:
         database, faults = sqlite_file
-        frozen_clock.freeze(START - timedelta(hours=2))
-        draft = await draft_campaign(committing_database)
-        async with running_app(outbox_settings, database) as app, make_client(app) as client:
-            await sign_in(client, draft.email)
+        async with signed_in(outbox_settings, database, draft) as client:
             holder = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-c",

@@ -24,10 +24,10 @@ from outreach.kit.db import Database
 from outreach.kit.errors import AppError
 from outreach.models import FailedJob, MailboxMode
 from outreach.models.campaign import EmailStatus
-from tests.campaign.test_gmail import START, scheduled_campaign
+from tests.campaign.test_gmail import START
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.google import FakeGoogle
-from tests.faults.conftest import outbox_campaign
+from tests.faults.conftest import outbox_campaign, prepared_gmail_campaign
 from tests.faults.invariants import (
     Summary,
     check_invariants,
@@ -81,9 +81,7 @@ async def test_random_500_429_storm_sends_each_email_once(
     frozen_clock: Clock,
 ) -> None:
     rng = random.Random(seed)
-    frozen_clock.freeze(START - timedelta(hours=1))
-    campaign, _ = await scheduled_campaign(session, fake_google, emails=4)
-    await sending.prepare_campaign_emails(database, campaign.id)
+    await prepared_gmail_campaign(database, session, fake_google, frozen_clock, emails=4)
     frozen_clock.freeze(START)
     for _ in range(10):
         arm_random_failures(fake_gmail, rng)
@@ -107,10 +105,9 @@ async def test_500_until_the_last_attempt_fails_with_a_refund(
     fake_gmail: FakeGmail,
     frozen_clock: Clock,
 ) -> None:
-    frozen_clock.freeze(START - timedelta(hours=1))
-    campaign, user = await scheduled_campaign(session, fake_google, emails=1)
-    user_id = user.id  # type: ignore[attr-defined]
-    await sending.prepare_campaign_emails(database, campaign.id)
+    _, user_id = await prepared_gmail_campaign(
+        database, session, fake_google, frozen_clock, emails=1
+    )
     fake_gmail.fail(SEND, status=500, times=sending.MAX_ATTEMPTS)  # never applied
     frozen_clock.freeze(START)
     await ticks(database, frozen_clock, sending.MAX_ATTEMPTS + 2, timedelta(hours=1))
@@ -128,9 +125,7 @@ async def test_429_for_a_day_defers_and_never_fails(
     fake_gmail: FakeGmail,
     frozen_clock: Clock,
 ) -> None:
-    frozen_clock.freeze(START - timedelta(hours=1))
-    campaign, _ = await scheduled_campaign(session, fake_google, emails=2)
-    await sending.prepare_campaign_emails(database, campaign.id)
+    await prepared_gmail_campaign(database, session, fake_google, frozen_clock, emails=2)
     fake_gmail.fail(SEND, status=429, retry_after=0, times=10_000)
     frozen_clock.freeze(START)
     await ticks(database, frozen_clock, 4, timedelta(hours=1))
@@ -169,9 +164,7 @@ async def test_a_send_that_times_out_but_went_out_is_reconciled_once(
     fake_gmail: FakeGmail,
     frozen_clock: Clock,
 ) -> None:
-    frozen_clock.freeze(START - timedelta(hours=1))
-    campaign, _ = await scheduled_campaign(session, fake_google, emails=1)
-    await sending.prepare_campaign_emails(database, campaign.id)
+    await prepared_gmail_campaign(database, session, fake_google, frozen_clock, emails=1)
     fake_gmail.delay(SEND, 0.4)
     frozen_clock.freeze(START)
     await ticks(database, frozen_clock, 1, timedelta(minutes=10))
@@ -191,12 +184,9 @@ async def test_send_only_timeout_ends_unknown_never_resent(
     fake_gmail: FakeGmail,
     frozen_clock: Clock,
 ) -> None:
-    frozen_clock.freeze(START - timedelta(hours=1))
-    campaign, user = await scheduled_campaign(
-        session, fake_google, mode=MailboxMode.send_only, emails=2
+    _, user_id = await prepared_gmail_campaign(
+        database, session, fake_google, frozen_clock, emails=2, mode=MailboxMode.send_only
     )
-    user_id = user.id  # type: ignore[attr-defined]
-    await sending.prepare_campaign_emails(database, campaign.id)
     fake_gmail.delay("gmail.users.messages.send", 0.4)
     frozen_clock.freeze(START)
     await ticks(database, frozen_clock, 1, timedelta(minutes=10))
@@ -220,9 +210,7 @@ async def test_reads_failing_for_one_mailbox_do_not_stop_the_others(
 ) -> None:
     """A Gmail send whose outcome is unknown cannot be reconciled while Gmail's reads
     fail; it waits (still ``sending``), and the other mailboxes keep sending."""
-    frozen_clock.freeze(START - timedelta(hours=1))
-    campaign, _ = await scheduled_campaign(session, fake_google, emails=1)
-    await sending.prepare_campaign_emails(database, campaign.id)
+    await prepared_gmail_campaign(database, session, fake_google, frozen_clock, emails=1)
     other = await outbox_campaign(session, start_at=START + timedelta(minutes=30))
     await sending.prepare_campaign_emails(database, other)
     fake_gmail.fail(SEND, status=500)  # not sent, but we cannot know

@@ -13,9 +13,9 @@ TCP proxy in front of the real Redis, so that part needs OUTREACH_TEST_REDIS_URL
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -25,12 +25,11 @@ from sqlalchemy import func, select
 
 from outreach.config import Settings
 from outreach.kit import jobs
-from outreach.kit.clock import Clock
 from outreach.kit.db import Database
 from outreach.models import FailedJob
 from outreach.models.campaign import EmailStatus
 from tests.conftest import make_client, sign_in
-from tests.faults.conftest import START, draft_campaign, running_app
+from tests.faults.conftest import DraftCampaign, running_app, signed_in
 from tests.faults.invariants import check_invariants, outbox_deliveries
 from tests.faults.proxy import TcpProxy
 from tests.faults.test_database import assert_nothing_scheduled, schedule
@@ -46,10 +45,8 @@ def assert_queue_unavailable(response: httpx.Response) -> None:
 
 
 async def test_redis_down_sign_in_falls_back_and_jobs_answer_503(
-    committing_database: Database, outbox_settings: Settings, frozen_clock: Clock
+    committing_database: Database, outbox_settings: Settings, draft: DraftCampaign
 ) -> None:
-    frozen_clock.freeze(START - timedelta(hours=2))
-    draft = await draft_campaign(committing_database)
     down = outbox_settings.model_copy(update={"redis_url": CLOSED_PORT, "signin_rate_limit": 3})
     async with running_app(down, committing_database) as app, make_client(app) as client:
         for _ in range(3):  # counted in the database while Redis is away
@@ -93,6 +90,15 @@ async def queue(redis_url: str) -> AsyncIterator[str]:
     await real.aclose()
 
 
+@pytest.fixture
+def through_proxy(
+    outbox_settings: Settings, redis_proxy: tuple[TcpProxy, str], queue: str
+) -> Settings:
+    """The app's settings with Redis reached through the proxy, on the test's stream."""
+    _, url = redis_proxy
+    return outbox_settings.model_copy(update={"redis_url": url, "job_queue_name": queue})
+
+
 async def queued(redis_url: str, queue: str) -> int:
     real = Redis.from_url(redis_url)
     try:
@@ -104,17 +110,14 @@ async def queued(redis_url: str, queue: str) -> int:
 async def test_redis_back_the_same_app_queues_again(
     committing_database: Database,
     outbox_settings: Settings,
-    frozen_clock: Clock,
+    draft: DraftCampaign,
+    through_proxy: Settings,
     redis_proxy: tuple[TcpProxy, str],
     redis_url: str,
     queue: str,
 ) -> None:
-    proxy, through_proxy = redis_proxy
-    frozen_clock.freeze(START - timedelta(hours=2))
-    draft = await draft_campaign(committing_database)
-    live = outbox_settings.model_copy(update={"redis_url": through_proxy, "job_queue_name": queue})
-    async with running_app(live, committing_database) as app, make_client(app) as client:
-        await sign_in(client, draft.email)
+    proxy, _ = redis_proxy
+    async with signed_in(through_proxy, committing_database, draft) as client:
         proxy.refusing = True
         proxy.cut()
         assert_queue_unavailable(await schedule(client, draft, "schedule-1"))
@@ -134,16 +137,14 @@ async def test_redis_back_the_same_app_queues_again(
 
 async def test_redis_dropping_after_the_check_keeps_the_job_in_failed_jobs(
     committing_database: Database,
-    outbox_settings: Settings,
-    frozen_clock: Clock,
+    draft: DraftCampaign,
+    through_proxy: Settings,
     redis_proxy: tuple[TcpProxy, str],
     redis_url: str,
     queue: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    proxy, through_proxy = redis_proxy
-    frozen_clock.freeze(START - timedelta(hours=2))
-    draft = await draft_campaign(committing_database)
+    proxy, _ = redis_proxy
     checked = jobs.ensure_broker_reachable
 
     async def check_then_drop() -> Any:
@@ -152,9 +153,7 @@ async def test_redis_dropping_after_the_check_keeps_the_job_in_failed_jobs(
         proxy.cut()
 
     monkeypatch.setattr(jobs, "ensure_broker_reachable", check_then_drop)
-    live = outbox_settings.model_copy(update={"redis_url": through_proxy, "job_queue_name": queue})
-    async with running_app(live, committing_database) as app, make_client(app) as client:
-        await sign_in(client, draft.email)
+    async with signed_in(through_proxy, committing_database, draft) as client:
         response = await schedule(client, draft, "schedule-1")
         assert response.status_code == 202, response.text  # the work is stored
     assert await queued(redis_url, queue) == 0
@@ -166,3 +165,21 @@ async def test_redis_dropping_after_the_check_keeps_the_job_in_failed_jobs(
         assert await session.scalar(select(func.count()).select_from(FailedJob)) == 1
         summary = await check_invariants(session, delivered=[])
     assert summary.statuses == {EmailStatus.pending: 3}
+
+
+async def test_a_hung_redis_is_given_up_on_not_waited_for(
+    committing_database: Database,
+    draft: DraftCampaign,
+    through_proxy: Settings,
+    redis_proxy: tuple[TcpProxy, str],
+) -> None:
+    """Redis accepts connections and never answers: sign-in falls back, a job-starting
+    request answers 503, both after a bounded wait rather than never."""
+    proxy, _ = redis_proxy
+    async with running_app(through_proxy, committing_database) as app, make_client(app) as client:
+        proxy.stalled = True
+        proxy.cut()  # connections opened at start-up hang too
+        async with asyncio.timeout(60):  # a guard against hanging the suite, not a measure
+            await sign_in(client, draft.email)
+            assert_queue_unavailable(await schedule(client, draft, "schedule-1"))
+        await assert_nothing_scheduled(committing_database, draft)

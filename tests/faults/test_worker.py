@@ -32,7 +32,7 @@ from tests.campaign.conftest import CRASH_POINTS, Crash, arm_crash
 from tests.campaign.test_gmail import START, scheduled_campaign
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.google import FakeGoogle
-from tests.faults.conftest import outbox_campaign
+from tests.faults.conftest import outbox_campaign, prepared_gmail_campaign
 from tests.faults.invariants import check_invariants, gmail_deliveries, outbox_deliveries
 
 SEND = "gmail.users.drafts.send"
@@ -131,11 +131,9 @@ async def test_killed_at_each_point_of_a_tick_over_two_mailboxes(
     frozen_clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    frozen_clock.freeze(START - timedelta(hours=1))
-    gmail_campaign, _ = await scheduled_campaign(session, fake_google, emails=2)
+    await prepared_gmail_campaign(database, session, fake_google, frozen_clock, emails=2)
     outbox = await outbox_campaign(session, start_at=START)
-    for campaign_id in (gmail_campaign.id, outbox):
-        await sending.prepare_campaign_emails(database, campaign_id)
+    await sending.prepare_campaign_emails(database, outbox)
     # A lease to reconcile needs a worker that died holding it first.
     armed = [arm_crash(monkeypatch, "after_claim")] if point == "during_recovery" else []
     armed.append(arm_crash(monkeypatch, point, countdown=1 if point == "after_claim" else 0))
