@@ -2,7 +2,8 @@
 
 * **Money**: for every user, the credit balance equals the sum of their ledger
   entries and is never negative; each scheduled campaign was charged exactly
-  its price per email, once.
+  its price per email, once (at scheduling, plus one charge per admin retry of
+  a failed send, which adds an email).
 * **Never twice**: no message was delivered twice by a provider (the fake
   Gmail's store, or the outbox's files), and no two emails share a provider id.
 * **None lost**: every scheduled email is in exactly one of ``sent``,
@@ -31,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.config import get_settings
 from outreach.credits.pricing import pricing_from_settings
-from outreach.models import CreditAccount, LedgerEntry
+from outreach.models import CreditAccount, LedgerEntry, LedgerReason
 from outreach.models.campaign import EmailStatus, ScheduledEmail
 from tests.fakes.gmail import FakeGmail
 
@@ -127,11 +128,24 @@ async def _check_emails(
             )
         ).all()
     )
+    # An admin retry of a failed send charges again (keyed by the failed email) and
+    # adds a new email to the campaign.
+    retries = dict(
+        (
+            await session.execute(
+                select(LedgerEntry.ref, func.sum(LedgerEntry.delta))
+                .where(LedgerEntry.reason == LedgerReason.campaign_retry)
+                .group_by(LedgerEntry.ref)
+            )
+        ).all()
+    )
     statuses: Counter[EmailStatus] = Counter()
     per_campaign: Counter[uuid.UUID] = Counter()
+    charged: Counter[uuid.UUID] = Counter()
     for email_id, campaign_id, status, refunded, _, _ in emails:
         statuses[status] += 1
         per_campaign[campaign_id] += 1
+        charged[campaign_id] += int(retries.get(str(email_id)) or 0)
         refund = refunds.get(f"campaign-email:{email_id}:refund")
         if status in REFUNDED:
             assert refunded, f"email {email_id} is {status.value} but not refunded"
@@ -142,8 +156,9 @@ async def _check_emails(
         else:
             raise AssertionError(f"email {email_id} left in {status.value}")
     for campaign_id, count in per_campaign.items():
-        charged = charges.get(f"campaign:{campaign_id}:schedule")
-        assert charged == (-price * count or None), f"campaign {campaign_id} charged {charged}"
+        charged[campaign_id] += charges.get(f"campaign:{campaign_id}:schedule", 0)
+        total = charged[campaign_id]
+        assert total == -price * count, f"campaign {campaign_id}: {count} emails, charged {total}"
 
     copies = Counter(delivered)
     twice = [message_id for message_id, n in copies.items() if n > 1]

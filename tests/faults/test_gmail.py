@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.admin.service import admin_service
 from outreach.campaign import sending
 from outreach.config import Settings, use_settings
 from outreach.kit.clock import Clock
@@ -25,6 +26,7 @@ from outreach.kit.errors import AppError
 from outreach.models import FailedJob, MailboxMode
 from outreach.models.campaign import EmailStatus
 from tests.campaign.test_gmail import START
+from tests.conftest import create_user
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.google import FakeGoogle
 from tests.faults.conftest import outbox_campaign, prepared_gmail_campaign
@@ -97,7 +99,7 @@ async def test_random_500_429_storm_sends_each_email_once(
     assert failed_jobs == summary.statuses[EmailStatus.failed]
 
 
-async def test_500_until_the_last_attempt_fails_with_a_refund(
+async def test_500_until_the_last_attempt_fails_refunded_and_an_admin_retry_sends_once(
     database: Database,
     session: AsyncSession,
     gmail_faults: Settings,
@@ -105,7 +107,7 @@ async def test_500_until_the_last_attempt_fails_with_a_refund(
     fake_gmail: FakeGmail,
     frozen_clock: Clock,
 ) -> None:
-    _, user_id = await prepared_gmail_campaign(
+    campaign_id, user_id = await prepared_gmail_campaign(
         database, session, fake_google, frozen_clock, emails=1
     )
     fake_gmail.fail(SEND, status=500, times=sending.MAX_ATTEMPTS)  # never applied
@@ -115,6 +117,18 @@ async def test_500_until_the_last_attempt_fails_with_a_refund(
     assert summary.statuses == {EmailStatus.failed: 1}
     assert summary.balances[user_id] == 30
     assert fake_gmail.called(SEND) == sending.MAX_ATTEMPTS
+
+    # Gmail is back; an admin retries the failed send: charged again, a new email.
+    admin = await create_user(session, "admin@example.com", role="admin")
+    failed = await session.scalar(select(FailedJob))
+    assert failed is not None
+    await admin_service.retry_failed_job(session, failed_job_id=failed.id, actor_id=admin.id)
+    await sending.prepare_campaign_emails(database, campaign_id)
+    await ticks(database, frozen_clock, 3, timedelta(hours=1))
+    summary = await settle(session, fake_gmail)
+    assert summary.statuses == {EmailStatus.failed: 1, EmailStatus.sent: 1}
+    assert summary.delivered == 1
+    assert summary.balances[user_id] == 30 - 1
 
 
 async def test_429_for_a_day_defers_and_never_fails(
