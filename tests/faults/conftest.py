@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,13 @@ from tests.campaign.conftest import (  # noqa: F401 - outbox_settings, jobs_on: 
     make_template,
     outbox_settings,
 )
-from tests.campaign.test_gmail import START as GMAIL_START
-from tests.campaign.test_gmail import gmail_settings, scheduled_campaign  # noqa: F401
+
+# START: Monday 30 November 2026, 09:00 in Kolkata, inside the default sending window.
+from tests.campaign.test_gmail import START, gmail_settings, scheduled_campaign  # noqa: F401
 from tests.conftest import create_user, make_client, sign_in
 from tests.fakes.google import FakeGoogle
 from tests.faults.proxy import TcpProxy
 from tests.payment.conftest import fake_razorpay, fake_razorpay_server  # noqa: F401 - fixtures
-
-# Monday 30 November 2026, 09:00 in Kolkata: inside the default sending window.
-START = datetime(2026, 11, 30, 3, 30, tzinfo=UTC)
 
 
 @asynccontextmanager
@@ -121,7 +119,7 @@ async def prepared_gmail_campaign(
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A Gmail campaign (30 credits, Kolkata, due from START) with its drafts made an
     hour before; returns the campaign's and the user's ids."""
-    clock.freeze(GMAIL_START - timedelta(hours=1))
+    clock.freeze(START - timedelta(hours=1))
     campaign, user = await scheduled_campaign(session, fake_google, mode=mode, emails=emails)
     await sending.prepare_campaign_emails(database, campaign.id)
     return campaign.id, user.id  # type: ignore[attr-defined]
