@@ -149,9 +149,11 @@ async def test_a_crash_inside_a_batch_resumes_at_that_batch(
     assert (values["done"], values["cursor"], next_steps) == (6, "a05@d05.test", ("verify_batch",))
     assert mx_queries(zone, 1) == mx_queries(zone, 2) == mx_queries(zone, 3) == [1, 1, 1]
     zone.queries.clear()
+    starts = crash_once(monkeypatch, "begin_bulk_run", on_call=0)  # counts calls only
 
     await run_verification_job(database, job_id=job_id)
 
+    assert starts == [0]  # resumed at the checkpointed step, not started again
     assert mx_queries(zone, 1) == mx_queries(zone, 2) == [0, 0, 0]  # stored: not checked again
     assert mx_queries(zone, 3) == [1, 1, 1]  # checked but never stored: checked again
     assert_checked_once_after_resume(zone, next_batch=4)
