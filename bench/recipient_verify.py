@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import multiprocessing
 import sys
+import tempfile
 import time
 import uuid
 from multiprocessing.connection import Connection
@@ -140,7 +141,8 @@ async def run(args: argparse.Namespace, url: str) -> int:
         database_url=url,
         dns_nameservers=[nameserver],
         verify_bulk_max_emails=args.emails,
-        checkpoint_sqlite_path=folder / "checkpoints.sqlite",
+        # The run's LangGraph checkpoints (SQLite: their own file; PostgreSQL: the database)
+        checkpoint_sqlite_path=Path(tempfile.mkdtemp(prefix="outreach-bench-")) / "cp.sqlite",
     )
     use_settings(settings)
     await asyncio.to_thread(upgrade, url)
