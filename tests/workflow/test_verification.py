@@ -53,7 +53,8 @@ def crash_once(
     monkeypatch: pytest.MonkeyPatch, name: str, *, on_call: int, after: bool = False
 ) -> list[int]:
     """Make ``verification_service.<name>`` raise on its ``on_call``-th call, before its
-    work (or, with ``after``, once its work is committed). Returns the call counter."""
+    work (or, with ``after``, once its work is committed); ``on_call=-1`` only counts.
+    Returns the call counter."""
     real: Callable[..., Awaitable[Any]] = getattr(verification_service, name)
     calls = [0]
 
@@ -149,7 +150,7 @@ async def test_a_crash_inside_a_batch_resumes_at_that_batch(
     assert (values["done"], values["cursor"], next_steps) == (6, "a05@d05.test", ("verify_batch",))
     assert mx_queries(zone, 1) == mx_queries(zone, 2) == mx_queries(zone, 3) == [1, 1, 1]
     zone.queries.clear()
-    starts = crash_once(monkeypatch, "begin_bulk_run", on_call=0)  # counts calls only
+    starts = crash_once(monkeypatch, "begin_bulk_run", on_call=-1)  # never crashes: counts
 
     await run_verification_job(database, job_id=job_id)
 
