@@ -1,8 +1,8 @@
 """Bulk verification of 10,000 addresses over 1,000 domains against a local DNS server.
 
 Project: ``verification_service.start_bulk`` (charges once, stores the addresses)
-and the job ``verification_service.run_bulk`` (batches, one MX query per unique
-domain, results stored, recipients updated, refund) on a fresh database.
+and the job ``run_verification_job`` (the checkpointed graph: batches, one MX query
+per unique domain, results stored, recipients updated, refund) on a fresh database.
 Baseline, same run, same DNS server (tests/fakes/dns.py, dnslib on 127.0.0.1):
 1,000 bare concurrent ``resolver.resolve(domain, "MX")`` calls through the same
 dnspython resolver, bounded by the same ``OUTREACH_DNS_CONCURRENCY``.
@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import multiprocessing
 import sys
+import tempfile
 import time
 import uuid
 from multiprocessing.connection import Connection
@@ -47,6 +48,7 @@ from outreach.migrations.runner import upgrade
 from outreach.models import User, VerificationJob
 from outreach.recipient.dns import get_resolver
 from outreach.recipient.verification import verification_service
+from outreach.workflow.verification import run_verification_job
 
 
 def _serve_dns(connection: Connection, wildcard: str) -> None:
@@ -108,7 +110,7 @@ async def project(database: Database, emails: list[str]) -> tuple[float, float, 
         )
         await session.commit()  # the job runs directly below, not through a broker
     queued = time.perf_counter()
-    await verification_service.run_bulk(database, job_id=job.id)
+    await run_verification_job(database, job_id=job.id)
     finished = time.perf_counter()
     async with database.session() as session:
         done = await session.get(VerificationJob, job.id)
@@ -139,6 +141,8 @@ async def run(args: argparse.Namespace, url: str) -> int:
         database_url=url,
         dns_nameservers=[nameserver],
         verify_bulk_max_emails=args.emails,
+        # The run's LangGraph checkpoints (SQLite: their own file; PostgreSQL: the database)
+        checkpoint_sqlite_path=Path(tempfile.mkdtemp(prefix="outreach-bench-")) / "cp.sqlite",
     )
     use_settings(settings)
     await asyncio.to_thread(upgrade, url)

@@ -72,6 +72,7 @@ def settings(database_url: str, worker_tmp: Path, fake_google_server: FakeGoogle
         database_url=database_url,
         redis_url=None,
         storage_path=worker_tmp / "storage",
+        checkpoint_sqlite_path=worker_tmp / "checkpoints.sqlite",
         embedded_scheduler=False,
         jobs_inline=True,
         parsing_workers=1,

@@ -18,6 +18,7 @@ from outreach.recipient.endpoints import routers as recipient_routers
 from outreach.referral.endpoints import router as referral_router
 from outreach.resume.endpoints import router as resume_router
 from outreach.template.endpoints import router as template_router
+from outreach.workflow.endpoints import onboarding_router, plan_router
 
 
 def api_router(settings: Settings) -> APIRouter:
@@ -35,6 +36,8 @@ def api_router(settings: Settings) -> APIRouter:
     router.include_router(payment_router)
     router.include_router(template_router)
     router.include_router(campaign_router)
+    router.include_router(plan_router)
+    router.include_router(onboarding_router)
     router.include_router(unsubscribe_router)
     router.include_router(resume_router)
     for recipient_router in recipient_routers:

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     enrich_max_candidates: int = 3  # addresses returned (and held for) per company
     enrich_max_companies: int = 1_000
     enrich_inline_max_companies: int = 5  # more than this runs as a background job
+    enrich_batch_companies: int = 10  # companies per step (checkpoint) of an enrichment run
+
+    # Workflows: LangGraph checkpoints of bulk runs (PostgreSQL: the app's database)
+    checkpoint_sqlite_path: Path = Path("var/checkpoints.sqlite")  # embedded default only
+    checkpoint_postgres_url: str | None = None  # None: derived from OUTREACH_DATABASE_URL
 
     @field_validator("dns_nameservers", mode="before")
     @classmethod

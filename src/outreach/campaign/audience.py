@@ -153,5 +153,30 @@ async def build_audience(
     return audience
 
 
+@dataclass(frozen=True)
+class AudienceOverview:
+    """Who a campaign would reach, before any template is rendered."""
+
+    recipients: int  # rows, duplicates included
+    unique: int
+    by_verification: dict[str, int]  # unique addresses per verification status
+    suppressed: int  # unique addresses on the user's (or the global) suppression list
+
+
+async def audience_overview(session: AsyncSession, campaign: Campaign) -> AudienceOverview:
+    """Counts of the campaign's recipients by verification status and suppression."""
+    recipients = await campaign_recipients(session, campaign)
+    statuses = {r.email: r.verification_status for r in recipients}
+    suppressed = await suppression_service.suppressed_among(
+        session, user_id=campaign.user_id, emails=set(statuses)
+    )
+    return AudienceOverview(
+        recipients=len(recipients),
+        unique=len(statuses),
+        by_verification=dict(Counter(statuses.values())),
+        suppressed=len(suppressed),
+    )
+
+
 def in_flight_statuses() -> list[str]:
     return [s.value for s in EmailStatus if s not in FINAL_EMAIL_STATUSES]

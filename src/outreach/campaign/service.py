@@ -14,7 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.campaign.audience import Audience, build_audience, in_flight_statuses
+from outreach.campaign.audience import (
+    Audience,
+    AudienceOverview,
+    audience_overview,
+    build_audience,
+    in_flight_statuses,
+)
 from outreach.campaign.planning import (
     EmailToPlan,
     PlanningError,
@@ -143,6 +149,29 @@ class CampaignService:
         return await paginate(
             session, statement, pagination, created_at=Campaign.created_at, id_column=Campaign.id
         )
+
+    async def status_counts(self, session: AsyncSession, *, user: User) -> dict[str, int]:
+        """The user's campaigns counted by status."""
+        rows = await session.execute(
+            select(Campaign.status, func.count())
+            .where(Campaign.user_id == user.id)
+            .group_by(Campaign.status)
+        )
+        return {CampaignStatus(status).value: count for status, count in rows}
+
+    async def latest_draft(self, session: AsyncSession, *, user: User) -> Campaign | None:
+        return await session.scalar(
+            select(Campaign)
+            .where(Campaign.user_id == user.id, Campaign.status == CampaignStatus.draft)
+            .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+            .limit(1)
+        )
+
+    async def audience_overview(
+        self, session: AsyncSession, *, campaign: Campaign
+    ) -> AudienceOverview:
+        """The campaign's recipients by verification status and suppression (no rendering)."""
+        return await audience_overview(session, campaign)
 
     async def counts(
         self, session: AsyncSession, campaign_ids: list[uuid.UUID]

@@ -52,6 +52,15 @@ async def has_active(session: AsyncSession, user_id: uuid.UUID) -> bool:
     return found is not None
 
 
+async def list_active(session: AsyncSession, user_id: uuid.UUID) -> list[Mailbox]:
+    rows = await session.scalars(
+        select(Mailbox)
+        .where(Mailbox.user_id == user_id, Mailbox.status == MailboxStatus.active)
+        .order_by(Mailbox.created_at)
+    )
+    return list(rows.all())
+
+
 async def list_with_problems(session: AsyncSession, user_id: uuid.UUID) -> list[Mailbox]:
     rows = await session.scalars(
         select(Mailbox)

@@ -127,6 +127,10 @@ class MailboxService:
     async def has_connected_mailbox(self, session: AsyncSession, user: User) -> bool:
         return await repository.has_active(session, user.id)
 
+    async def active_mailboxes(self, session: AsyncSession, user: User) -> list[Mailbox]:
+        """The user's mailboxes that can send, oldest first."""
+        return await repository.list_active(session, user.id)
+
     # -- changing -------------------------------------------------------------------
 
     async def update_mailbox(

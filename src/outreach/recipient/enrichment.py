@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -105,6 +106,24 @@ def is_found(candidate: dict[str, Any]) -> bool:
     return candidate["status"] in ("deliverable", "risky") and (
         "disposable_domain" not in candidate["reasons"]
     )
+
+
+@dataclass(frozen=True)
+class EnrichProgress:
+    """Where an enrichment job stands, as its row says."""
+
+    job_id: uuid.UUID
+    total: int
+    done: int  # companies enriched (their results are stored, in order)
+    status: str
+
+    @classmethod
+    def of(cls, job: VerificationJob) -> EnrichProgress:
+        return cls(job.id, job.total, len(job.results), job.status)
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.total
 
 
 class EnrichmentService:
@@ -259,28 +278,60 @@ class EnrichmentService:
             seen.setdefault(company.lower(), {"name": company, "website": website})
         return list(seen.values())
 
-    async def run_bulk(self, database: Database, *, job_id: uuid.UUID) -> None:
-        """The job: enrich each company (one session per company), then settle credits."""
+    # The bulk run, step by step (composed by ``outreach.workflow.enrichment``) ----
+
+    async def bulk_progress(
+        self, database: Database, *, job_id: uuid.UUID
+    ) -> EnrichProgress | None:
+        """Where an enrichment job stands (None: no such job)."""
         async with database.session() as session:
             job = await session.get(VerificationJob, job_id)
-            if job is None or job.status in ("completed", "failed"):
-                return
-            job.status = VerificationJobStatus.running.value
-            companies = list(job.input.get("companies", []))
-            results = list(job.results)
-        for company in companies[len(results) :]:
-            async with database.session() as session:
-                result = await self.enrich_company(session, company)
-                job = await session.get(VerificationJob, job_id, with_for_update=True)
-                if job is None:
-                    return
-                results.append(result)
-                job.results = list(results)
-                job.done = len(results)
+            return None if job is None else EnrichProgress.of(job)
+
+    async def begin_bulk_run(
+        self, database: Database, *, job_id: uuid.UUID
+    ) -> EnrichProgress | None:
+        """Mark the job running and say where it stands (None: gone or finished)."""
         async with database.session() as session:
             job = await session.get(VerificationJob, job_id, with_for_update=True)
-            if job is not None:
-                await self._settle(session, job=job, results=results)
+            if job is None or job.status in ("completed", "failed"):
+                return None
+            job.status = VerificationJobStatus.running.value
+            return EnrichProgress.of(job)
+
+    async def enrich_next_companies(
+        self, database: Database, *, job_id: uuid.UUID, done: int, count: int
+    ) -> EnrichProgress | None:
+        """Enrich up to ``count`` companies after the first ``done``, each stored in its
+        own transaction. When the job row says more were done than ``done`` (the run
+        stopped after storing them but before it recorded so), nothing is enriched
+        again and the job's own progress is returned. None: the job is gone."""
+        async with database.session() as session:
+            job = await session.get(VerificationJob, job_id)
+            if job is None:
+                return None
+            companies = list(job.input.get("companies", []))
+            if len(job.results) != done:
+                return EnrichProgress.of(job)
+        for index in range(done, min(done + count, len(companies))):
+            async with database.session() as session:
+                result = await self.enrich_company(session, companies[index])
+                job = await session.get(VerificationJob, job_id, with_for_update=True)
+                if job is None:
+                    return None
+                if len(job.results) != index:  # another run of this job got here first
+                    return EnrichProgress.of(job)
+                job.results = [*job.results, result]
+                job.done = len(job.results)
+        return await self.bulk_progress(database, job_id=job_id)
+
+    async def settle_bulk_run(self, database: Database, *, job_id: uuid.UUID) -> None:
+        """Refund the held credits beyond what was found, add the finds to the list if
+        asked, and complete the job; once only (a completed job is left alone)."""
+        async with database.session() as session:
+            job = await session.get(VerificationJob, job_id, with_for_update=True)
+            if job is not None and job.status != VerificationJobStatus.completed.value:
+                await self._settle(session, job=job, results=list(job.results))
 
     async def _settle(
         self, session: AsyncSession, *, job: VerificationJob, results: list[dict[str, Any]]

@@ -6,6 +6,7 @@ import csv
 import io
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, func, or_, select
@@ -76,6 +77,24 @@ def decode_position_cursor(cursor: str, secret: bytes) -> tuple[int, uuid.UUID]:
         raise InvalidCursor("the cursor is not one this API returned") from exc
 
 
+@dataclass(frozen=True)
+class ListCoverage:
+    """A list and how many of its recipients carry each verification status."""
+
+    list_id: uuid.UUID
+    name: str
+    status: ListStatus
+    by_verification: dict[str, int]
+
+    @property
+    def recipients(self) -> int:
+        return sum(self.by_verification.values())
+
+    @property
+    def unverified(self) -> int:
+        return self.by_verification.get("unverified", 0)
+
+
 class ListService:
     def readable_statement(
         self, user_id: uuid.UUID, kind: ListKind = ListKind.recipients
@@ -130,6 +149,28 @@ class ListService:
             created_at=RecipientList.created_at,
             id_column=RecipientList.id,
         )
+
+    async def verification_coverage(
+        self, session: AsyncSession, *, user_id: uuid.UUID, limit: int = 20
+    ) -> list[ListCoverage]:
+        """The user's newest recipient lists, each with its recipients counted by
+        verification status (two queries)."""
+        lists = list(
+            await session.scalars(
+                self.readable_statement(user_id)
+                .order_by(RecipientList.created_at.desc(), RecipientList.id.desc())
+                .limit(limit)
+            )
+        )
+        rows = await session.execute(
+            select(Recipient.list_id, Recipient.verification_status, func.count())
+            .where(Recipient.list_id.in_([item.id for item in lists]))
+            .group_by(Recipient.list_id, Recipient.verification_status)
+        )
+        counts: dict[uuid.UUID, dict[str, int]] = {item.id: {} for item in lists}
+        for list_id, status, count in rows:
+            counts[list_id][status] = count
+        return [ListCoverage(item.id, item.name, item.status, counts[item.id]) for item in lists]
 
     async def count_recipients(self, session: AsyncSession, *, list_id: uuid.UUID) -> int:
         count = await session.scalar(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -77,6 +77,56 @@ class Outcome:
     @property
     def disposable(self) -> bool:
         return "disposable_domain" in self.reasons
+
+
+@dataclass
+class ReadAhead:
+    """The next batch of a run, read and its DNS lookups already running while the
+    current batch is stored. Kept in memory only: a resumed run simply reads again."""
+
+    after: str | None = None
+    batch: list[str] = field(default_factory=list)
+    lookups: asyncio.Task[list[DomainInfo]] | None = None
+
+    def prepare(
+        self, after: str, batch: list[str], lookups: asyncio.Task[list[DomainInfo]]
+    ) -> None:
+        self.cancel()
+        self.after, self.batch, self.lookups = after, batch, lookups
+
+    def take(self, after: str | None) -> tuple[list[str], asyncio.Task[list[DomainInfo]]] | None:
+        """The batch prepared for ``after`` with its lookups, once; None if another."""
+        if self.lookups is None or self.after != after:
+            self.cancel()
+            return None
+        prepared = (self.batch, self.lookups)
+        self.after, self.batch, self.lookups = None, [], None
+        return prepared
+
+    def cancel(self) -> None:
+        if self.lookups is not None:
+            self.lookups.cancel()
+        self.after, self.batch, self.lookups = None, [], None
+
+
+@dataclass(frozen=True)
+class BulkProgress:
+    """Where a bulk verification job stands, as its row says."""
+
+    job_id: uuid.UUID
+    total: int
+    done: int
+    cursor: str | None  # the last address done (addresses are checked in order)
+    status: str
+    exhausted: bool = False  # no address is left after ``cursor``
+
+    @classmethod
+    def of(cls, job: VerificationJob, *, exhausted: bool = False) -> BulkProgress:
+        return cls(job.id, job.total, job.done, job.cursor, job.status, exhausted)
+
+    @property
+    def complete(self) -> bool:
+        return self.exhausted or self.done >= self.total
 
 
 class VerificationService:
@@ -413,116 +463,129 @@ class VerificationService:
             return rows, None
         return rows[:limit], rows[limit - 1].email
 
-    async def run_bulk(self, database: Database, *, job_id: uuid.UUID) -> None:
-        """The job: verify every address in batches, then refund what could not be checked.
+    def bulk_prober(self) -> SmtpProber | None:
+        """The SMTP prober bulk runs use, when probing is enabled."""
+        return SmtpProber() if get_settings().smtp_probe_enabled else None
 
-        The DNS lookups of the next batch run while this batch is written, so the
-        database work hides behind the network wait (bench/recipient_verify.py)."""
-        settings = get_settings()
+    # The bulk run, step by step (composed by ``outreach.workflow.verification``) ---
+
+    async def bulk_progress(self, database: Database, *, job_id: uuid.UUID) -> BulkProgress | None:
+        """Where a bulk job stands (None: no such job)."""
         async with database.session() as session:
             job = await session.get(VerificationJob, job_id)
-            if job is None or job.status in ("completed", "failed"):
-                return
-            job.status = VerificationJobStatus.running.value
-            user_id, list_id, total, cursor = job.user_id, job.list_id, job.total, job.cursor
-        assert user_id is not None
-        known: dict[str, DomainInfo] = {}
-        prober = SmtpProber() if settings.smtp_probe_enabled else None
-        batch = await self._read_batch(database, job_id, list_id, cursor, known)
-        lookups = asyncio.create_task(self._resolve_new(batch, known))
-        try:
-            while batch:
-                fresh = await lookups
-                known.update((info.domain, info) for info in fresh)
-                following: list[str] = []
-                if batch_done := await self._store_batch(
-                    database,
-                    job_id=job_id,
-                    user_id=user_id,
-                    list_id=list_id,
-                    total=total,
-                    batch=batch,
-                    fresh=fresh,
-                    known=known,
-                    prober=prober,
-                    read_ahead=lambda after: self._read_batch(
-                        database, job_id, list_id, after, known
-                    ),
-                ):
-                    following, lookups = batch_done
-                batch = following
-        finally:
-            lookups.cancel()
-        await self._finish(database, job_id=job_id)
+            return None if job is None else BulkProgress.of(job)
 
-    async def _read_batch(
+    async def begin_bulk_run(self, database: Database, *, job_id: uuid.UUID) -> BulkProgress | None:
+        """Mark the job running and say where it stands (None: gone or finished)."""
+        async with database.session() as session:
+            job = await session.get(VerificationJob, job_id, with_for_update=True)
+            if job is None or job.status in ("completed", "failed"):
+                return None
+            job.status = VerificationJobStatus.running.value
+            return BulkProgress.of(job)
+
+    async def verify_next_batch(
         self,
         database: Database,
+        *,
         job_id: uuid.UUID,
-        list_id: uuid.UUID | None,
+        done: int,
+        after: str | None,
+        known: dict[str, DomainInfo],
+        prober: SmtpProber | None,
+        read_ahead: ReadAhead | None = None,
+    ) -> BulkProgress | None:
+        """Verify and store the batch after ``after`` and advance the job in the same
+        transaction. ``done`` is what the caller believes the job has done: when the
+        job row says otherwise, that batch was already stored (the run stopped before
+        it recorded so), and the job's own progress is returned without checking or
+        storing anything. None: the job is gone.
+
+        ``known`` carries DNS answers between batches of one run; with ``read_ahead``
+        the next batch is read and its lookups started while this one is stored, so
+        the database work hides behind the network wait (bench/recipient_verify.py).
+        """
+        async with database.session() as session:
+            job = await session.get(VerificationJob, job_id)
+            if job is None or job.done != done:
+                if read_ahead is not None:
+                    read_ahead.cancel()
+                return None if job is None else BulkProgress.of(job)
+            total = job.total
+            prepared = read_ahead.take(after) if read_ahead is not None else None
+            if prepared is None:
+                batch = await self._batch_with_cached_domains(session, job, after, known)
+            else:
+                batch = prepared[0]
+            if not batch:
+                return BulkProgress.of(job, exhausted=True)
+        lookups = prepared[1] if prepared else asyncio.create_task(_resolve_new(batch, known))
+        fresh = await lookups
+        known.update((info.domain, info) for info in fresh)
+        outcomes = await self._verify_known(batch, known, prober)
+        if read_ahead is not None and done + len(batch) < total:
+            async with database.session() as session:
+                job = await session.get(VerificationJob, job_id)
+                following = (
+                    await self._batch_with_cached_domains(session, job, batch[-1], known)
+                    if job is not None
+                    else []
+                )
+            read_ahead.prepare(
+                batch[-1], following, asyncio.create_task(_resolve_new(following, known))
+            )
+        return await self._store_batch(
+            database, job_id=job_id, done=done, batch=batch, fresh=fresh, outcomes=outcomes
+        )
+
+    async def _batch_with_cached_domains(
+        self,
+        session: AsyncSession,
+        job: VerificationJob,
         after: str | None,
         known: dict[str, DomainInfo],
     ) -> list[str]:
-        async with database.session() as session:
-            batch = await self._next_batch(
-                session,
-                job_id=job_id,
-                list_id=list_id,
-                after=after,
-                size=get_settings().verify_batch_size,
-            )
-            known.update(await domain_lookup.cached(session, _domains(batch) - known.keys()))
+        batch = await self._next_batch(
+            session,
+            job_id=job.id,
+            list_id=job.list_id,
+            after=after,
+            size=get_settings().verify_batch_size,
+        )
+        known.update(await domain_lookup.cached(session, _domains(batch) - known.keys()))
         return batch
-
-    async def _resolve_new(
-        self, batch: list[str], known: dict[str, DomainInfo]
-    ) -> list[DomainInfo]:
-        return await domain_lookup.resolve(_domains(batch) - known.keys())
 
     async def _store_batch(
         self,
         database: Database,
         *,
         job_id: uuid.UUID,
-        user_id: uuid.UUID,
-        list_id: uuid.UUID | None,
-        total: int,
+        done: int,
         batch: list[str],
         fresh: list[DomainInfo],
-        known: dict[str, DomainInfo],
-        prober: SmtpProber | None,
-        read_ahead: Callable[[str], Awaitable[list[str]]],
-    ) -> tuple[list[str], asyncio.Task[list[DomainInfo]]] | None:
-        """Verify and store one batch; returns the next batch and its DNS lookups
-        (already running), or None when the job is done or gone."""
-        outcomes = await self._verify_known(batch, known, prober)
-        following: list[str] = []
-        if len(batch) < total:
-            following = await read_ahead(batch[-1])
-        lookups = asyncio.create_task(self._resolve_new(following, known))
+        outcomes: list[Outcome],
+    ) -> BulkProgress | None:
         async with database.session() as session:
+            job = await session.get(VerificationJob, job_id, with_for_update=True)
+            if job is None:
+                return None
+            if job.done != done:  # another run of this job stored the batch meanwhile
+                return BulkProgress.of(job)
+            assert job.user_id is not None
             await domain_lookup.store(session, fresh)
             await self.record_results(
                 session,
-                user_id=user_id,
+                user_id=job.user_id,
                 outcomes=outcomes,
-                job_id=job_id if list_id is None else None,
+                job_id=job_id if job.list_id is None else None,
             )
-            job = await session.get(VerificationJob, job_id, with_for_update=True)
-            if job is None:
-                lookups.cancel()
-                return None
             counts = dict(job.counts)
             for outcome in outcomes:
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
             job.counts = counts
-            job.done = min(job.done + len(batch), total)
+            job.done = min(job.done + len(batch), job.total)
             job.cursor = batch[-1]
-            finished = job.done >= total
-        if finished:
-            lookups.cancel()
-            return None
-        return following, lookups
+            return BulkProgress.of(job)
 
     async def _verify_known(
         self, batch: list[str], known: dict[str, DomainInfo], prober: SmtpProber | None
@@ -561,11 +624,14 @@ class VerificationService:
             statement = statement.where(column > after)
         return list(await session.scalars(statement.order_by(column).limit(size)))
 
-    async def _finish(self, database: Database, *, job_id: uuid.UUID) -> None:
+    async def finish_bulk_run(self, database: Database, *, job_id: uuid.UUID) -> None:
+        """Refund what could not be checked (unknown, or never reached) and complete the
+        job; once only (the refund's ledger key is the job's, and a completed job is
+        left alone)."""
         price = pricing_from_settings(get_settings()).verify_per_address
         async with database.session() as session:
             job = await session.get(VerificationJob, job_id, with_for_update=True)
-            if job is None or job.user_id is None:
+            if job is None or job.user_id is None or job.status == "completed":
                 return
             unchecked = job.counts.get("unknown", 0) + max(job.total - job.done, 0)
             refund = min(unchecked * price, job.credits_charged)
@@ -586,6 +652,10 @@ class VerificationService:
 
 def _domains(emails: list[str]) -> set[str]:
     return {email.rsplit("@", 1)[-1] for email in emails if "@" in email}
+
+
+async def _resolve_new(batch: list[str], known: dict[str, DomainInfo]) -> list[DomainInfo]:
+    return await domain_lookup.resolve(_domains(batch) - known.keys())
 
 
 verification_service = VerificationService()

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.config import get_settings
@@ -148,6 +148,29 @@ class TemplateService:
         if found is None:
             raise TemplateNotFound(f"template {template.id} has no version {number}")
         return found
+
+    def variables_by_part(self, version: TemplateVersion) -> dict[str, list[str]]:
+        """The names each part of a saved version uses (``subject``, ``body_text``,
+        ``body_html``), e.g. to see whether the subject is personalised."""
+        parts = {
+            "subject": version.subject,
+            "body_text": version.body_text,
+            "body_html": version.body_html,
+        }
+        return {
+            name: check_template(source, field_name=name).variables
+            for name, source in parts.items()
+            if source is not None
+        }
+
+    async def count(self, session: AsyncSession, *, user: User) -> int:
+        """How many templates the user has (deleted ones not counted)."""
+        found = await session.scalar(
+            select(func.count())
+            .select_from(Template)
+            .where(Template.user_id == user.id, Template.deleted_at.is_(None))
+        )
+        return int(found or 0)
 
     async def list(
         self, session: AsyncSession, *, user: User, pagination: Pagination
