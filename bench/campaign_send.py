@@ -19,7 +19,7 @@ server of ``OUTREACH_TEST_DATABASE_URL``, dropped after; without it the target i
 reported as not run, see bench/_common.py); the fake Gmail runs in its own process.
 Target: project / baseline throughput >= 0.7.
 
-    uv run python bench/campaign_send.py [--mailboxes 100] [--per-mailbox 20]
+    uv run python bench/campaign_send.py [--mailboxes 100] [--per-mailbox 20] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import asyncio
 import multiprocessing
 import os
 import socket
+import statistics
 import sys
 import time
 import uuid
@@ -45,7 +46,7 @@ from _common import (
     report,
     report_not_run,
 )
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 
 from outreach import tasks  # noqa: F401 - registers the jobs
 from outreach.config import Environment, Settings, use_settings
@@ -100,7 +101,7 @@ def free_port() -> int:
 
 async def wait_for(url: str) -> None:
     async with httpx.AsyncClient() as client:
-        for _ in range(100):
+        for _ in range(600):  # a busy machine may take a while to start a process
             try:
                 await client.get(url)
                 return
@@ -201,6 +202,35 @@ async def project(database: Database, total: int) -> float:
     return elapsed
 
 
+async def reset(database: Database, stored: dict[uuid.UUID, bytes], due: datetime) -> None:
+    """Every email ready again with its stored message, for the next round."""
+    table = ScheduledEmail.__table__
+    async with database.session() as session:
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                status=EmailStatus.ready,
+                mime=bindparam("b_mime"),
+                provider_message_id=None,
+                sent_at=None,
+                lease_until=None,
+                attempts=0,
+                due_at=due,
+            ),
+            [{"b_id": email_id, "b_mime": mime} for email_id, mime in stored.items()],
+        )
+        await session.execute(update(Campaign).values(status=CampaignStatus.scheduled))
+
+
+async def stored_messages(database: Database) -> dict[uuid.UUID, bytes]:
+    from sqlalchemy.orm import undefer
+
+    async with database.session() as session:
+        emails = await session.scalars(select(ScheduledEmail).options(undefer(ScheduledEmail.mime)))
+        return {e.id: e.mime for e in emails if e.mime is not None}
+
+
 async def encoded_messages(database: Database) -> list[str]:
     """The ``raw`` field of every prepared email, for the baseline to send."""
     from sqlalchemy.orm import undefer
@@ -234,7 +264,7 @@ async def baseline(url: str, messages: list[str]) -> float:
         return time.perf_counter() - started
 
 
-async def main(mailboxes: int, per_mailbox: int, postgres: bool) -> int:
+async def main(mailboxes: int, per_mailbox: int, postgres: bool, rounds: int) -> int:
     if not postgres:
         report_not_run(
             "campaign_send",
@@ -273,8 +303,16 @@ async def main(mailboxes: int, per_mailbox: int, postgres: bool) -> int:
         total = mailboxes * per_mailbox
         messages = await encoded_messages(database)
         assert len(messages) == total, "every email is prepared with its message"
-        bare = await baseline(gmail_url, messages)
-        ours = await project(database, total)
+        stored = await stored_messages(database)
+        # Rounds alternate after a warm-up and the medians are compared: the
+        # machine is shared, and one round of each would measure its neighbours.
+        await baseline(gmail_url, messages[: total // 4])
+        bare_rounds, our_rounds = [], []
+        for _ in range(rounds):
+            bare_rounds.append(await baseline(gmail_url, messages))
+            our_rounds.append(await project(database, total))
+            await reset(database, stored, now - timedelta(minutes=1))
+        bare, ours = statistics.median(bare_rounds), statistics.median(our_rounds)
         await database.dispose()
     finally:
         server.kill()
@@ -286,6 +324,7 @@ async def main(mailboxes: int, per_mailbox: int, postgres: bool) -> int:
     )
     print(
         f"project {total / ours:.0f}/s ({ours:.2f}s), bare httpx {total / bare:.0f}/s ({bare:.2f}s)"
+        f" (medians of {rounds} rounds)"
     )
     met = report(
         "campaign_send",
@@ -306,6 +345,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--mailboxes", type=int, default=100)
     parser.add_argument("--per-mailbox", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     add_database_options(parser)
     arguments = parser.parse_args()
-    sys.exit(asyncio.run(main(arguments.mailboxes, arguments.per_mailbox, arguments.postgres)))
+    sys.exit(
+        asyncio.run(
+            main(arguments.mailboxes, arguments.per_mailbox, arguments.postgres, arguments.rounds)
+        )
+    )
