@@ -25,8 +25,11 @@ from outreach.kit.exception_handlers import install_exception_handlers
 from outreach.kit.health import router as health_router
 from outreach.kit.idempotency import IdempotentRoute
 from outreach.kit.logging import configure_logging, get_logger
+from outreach.kit.metrics import mark_process_dead
+from outreach.kit.metrics import router as metrics_router
 from outreach.kit.middleware import RequestContextMiddleware
 from outreach.kit.parsing_pool import ParsingPool, clear_parsing_pool, set_parsing_pool
+from outreach.kit.sentry import flush_sentry, init_sentry
 from outreach.kit.storage import create_storage, set_storage
 from outreach.llm.service import llm_service
 from outreach.mailbox.http import close_google_http
@@ -86,6 +89,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.owns_database:
             await database.dispose()
         set_database(None)
+        mark_process_dead()
+        await asyncio.to_thread(flush_sentry)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -107,6 +112,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     check_settings(settings)
     use_settings(settings)
     configure_logging(settings)
+    init_sentry(settings, component="api")
     app = FastAPI(
         title="Outreach",
         version="0.1.0",
@@ -128,6 +134,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(api_router(settings))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -19,44 +19,76 @@ app = typer.Typer(
 )
 
 
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        help="Serve this process's Prometheus metrics on this port "
+        "(default: OUTREACH_METRICS_PORT; unset: none)."
+    ),
+]
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes (more than one needs OUTREACH_REDIS_URL).")
+    ] = 1,
 ) -> None:
     """Run the HTTP API (and, without Redis, the in-process jobs and scheduler)."""
     import uvicorn
 
     settings = get_settings()
     check_settings(settings)
+    if workers > 1:
+        if not settings.redis_url:
+            # Each process would run its own embedded jobs and scheduler.
+            typer.echo("error: --workers above 1 needs OUTREACH_REDIS_URL", err=True)
+            raise typer.Exit(code=1)
+        _share_metrics_between_processes()
     uvicorn.run(
         "outreach.app:create_app",
         factory=True,
         host=host,
         port=port,
         reload=reload,
+        workers=workers,
         access_log=False,
         proxy_headers=True,
     )
 
 
+def _share_metrics_between_processes() -> None:
+    """Several API processes add their metrics up through files in one directory
+    (prometheus_client's multiprocess mode); the processes inherit the variable."""
+    import os
+    import tempfile
+
+    from outreach.kit.metrics import MULTIPROC_DIR_VARIABLE
+
+    if not os.environ.get(MULTIPROC_DIR_VARIABLE):
+        os.environ[MULTIPROC_DIR_VARIABLE] = tempfile.mkdtemp(prefix="outreach-metrics-")
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Jobs run at the same time.")] = 50,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Run a job worker (needs OUTREACH_REDIS_URL). Start as many as needed."""
     from outreach.worker import run_worker
 
-    asyncio.run(run_worker(max_async_tasks=concurrency))
+    asyncio.run(run_worker(max_async_tasks=concurrency, metrics_port=metrics_port))
 
 
 @app.command()
-def scheduler() -> None:
+def scheduler(metrics_port: MetricsPort = None) -> None:
     """Send periodic jobs to the workers (needs OUTREACH_REDIS_URL). Run exactly one."""
     from outreach.worker import run_scheduler
 
-    asyncio.run(run_scheduler())
+    asyncio.run(run_scheduler(metrics_port=metrics_port))
 
 
 @app.command()

@@ -186,7 +186,14 @@ class Settings(BaseSettings):
     # How many emails one worker sends at the same time (each waits on the network).
     send_concurrency: int = 20
 
+    # Observability: Sentry error reports (off without a DSN) and Prometheus metrics
     sentry_dsn: SecretStr | None = None
+    sentry_traces_sample_rate: float = 0.0  # share of requests and jobs traced; 0: errors only
+    # When set, GET /metrics asks for "Authorization: Bearer <token>".
+    metrics_token: SecretStr | None = None
+    # Workers and the scheduler serve their own figures on this port (None: no server).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("cors_origins", "google_client_ids", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, cast
@@ -24,6 +25,7 @@ from sqlalchemy.orm import undefer
 
 from outreach.campaign.service import campaign_service
 from outreach.config import get_settings
+from outreach.kit import metrics
 from outreach.kit.clock import utcnow
 from outreach.kit.db import Database
 from outreach.kit.errors import AppError, NotFound
@@ -161,7 +163,7 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
                     try:
                         message = build_mime(email, mailbox, attachment)
                     except AppError as exc:  # an address or header no message can carry
-                        await _fail(session, email, str(exc))
+                        await _fail(session, email, mailbox, str(exc))
                         continue
                     if provider.supports_drafts:
                         email.draft_id = await provider.create_draft(message)
@@ -300,9 +302,10 @@ async def _within_campaign_caps(
         if left <= 0 and counts.get(campaign_id, 0) >= capped[campaign_id]:
             campaign = await session.get(Campaign, campaign_id)
             if campaign is not None:
-                await campaign_service.replan_overdue(
+                moved = await campaign_service.replan_overdue(
                     session, campaign=campaign, mailbox=mailbox, after=tomorrow
                 )
+                _count_deferred(session, mailbox, moved)
     return kept
 
 
@@ -321,9 +324,17 @@ async def _defer_to_next_window(session: AsyncSession, mailbox: Mailbox, now: da
     for campaign_id in list(campaign_ids):
         campaign = await session.get(Campaign, campaign_id)
         if campaign is not None:
-            await campaign_service.replan_overdue(
+            moved = await campaign_service.replan_overdue(
                 session, campaign=campaign, mailbox=mailbox, after=tomorrow
             )
+            _count_deferred(session, mailbox, moved)
+
+
+def _count_deferred(session: AsyncSession, mailbox: Mailbox, emails: int) -> None:
+    if emails > 0:
+        metrics.count_after_commit(
+            session, metrics.EMAILS_DEFERRED_BY_CAP.labels(mailbox.provider.value), emails
+        )
 
 
 # -- sending -------------------------------------------------------------------------
@@ -338,6 +349,7 @@ async def _finish_sent(
     email.lease_until = None
     email.last_error = None
     email.mime = None  # the provider keeps the copy
+    metrics.count_after_commit(session, metrics.EMAILS_SENT.labels(mailbox.provider.value))
 
 
 async def after_sends(database: Database, email_ids: list[uuid.UUID]) -> None:
@@ -374,8 +386,9 @@ async def after_sends(database: Database, email_ids: list[uuid.UUID]) -> None:
             )
 
 
-async def _fail(session: AsyncSession, email: ScheduledEmail, error: str) -> None:
+async def _fail(session: AsyncSession, email: ScheduledEmail, mailbox: Mailbox, error: str) -> None:
     email.last_error = error[:1000]
+    metrics.count_after_commit(session, metrics.EMAILS_FAILED.labels(mailbox.provider.value))
     await campaign_service.refund_email(session, email=email, status=EmailStatus.failed)
     session.add(
         FailedJob(
@@ -409,6 +422,7 @@ async def _reconcile(
         email.status = EmailStatus.unknown  # never resent, not refunded, shown to the user
         email.lease_until = None
         email.last_error = f"outcome unknown: {error}"[:1000]
+        metrics.count_after_commit(session, metrics.EMAILS_UNKNOWN.labels(mailbox.provider.value))
         return
     found = await provider.find_sent(
         rfc822_message_id=email.rfc822_message_id,
@@ -418,9 +432,11 @@ async def _reconcile(
     if found is not None:
         await _finish_sent(session, email, mailbox, found)
     elif email.draft_id is not None and error.startswith("draft gone"):
-        await _fail(session, email, "the draft was deleted in the mailbox before it was sent")
+        await _fail(
+            session, email, mailbox, "the draft was deleted in the mailbox before it was sent"
+        )
     elif email.attempts >= MAX_ATTEMPTS:
-        await _fail(session, email, error)
+        await _fail(session, email, mailbox, error)
     else:
         _retry_later(email, error)
 
@@ -464,6 +480,7 @@ async def send_one(
         retry_at = exc.extra.get("retry_at")
         _retry_later(email, str(exc), at=datetime.fromisoformat(retry_at) if retry_at else None)
         email.attempts -= 1
+        _count_deferred(session, mailbox, 1)  # Gmail's own daily cap
         return
     except MailboxUnavailable as exc:
         _retry_later(email, str(exc))
@@ -474,10 +491,10 @@ async def send_one(
         await _reconcile(session, email, mailbox, provider, f"draft gone: {exc}")
         return
     except AppError as exc:
-        await _fail(session, email, str(exc))
+        await _fail(session, email, mailbox, str(exc))
         return
     await session.commit()  # a refreshed token; and SQLite has one writer at a time
-    await _record_sent(sent, email.id, message_id)
+    await _record_sent(sent, email.id, message_id, mailbox.provider.value)
 
 
 @dataclass(frozen=True)
@@ -517,11 +534,12 @@ class SentRecorder:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._queue: list[dict[str, Any]] = []
+        self._queue: list[tuple[dict[str, Any], str]] = []  # (row, provider)
         self._writer: asyncio.Task[None] | None = None
 
-    def record(self, email_id: uuid.UUID, message_id: str) -> None:
-        self._queue.append({"b_id": email_id, "b_message_id": message_id, "b_sent_at": utcnow()})
+    def record(self, email_id: uuid.UUID, message_id: str, provider: str) -> None:
+        row = {"b_id": email_id, "b_message_id": message_id, "b_sent_at": utcnow()}
+        self._queue.append((row, provider))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
 
@@ -548,17 +566,22 @@ class SentRecorder:
             batch, self._queue = self._queue, []
             try:
                 async with self._database.session() as session:
-                    await session.execute(statement, batch)
+                    await session.execute(statement, [row for row, _ in batch])
             except Exception as exc:  # the expired leases are reconciled
                 log.error(
                     "sent emails not recorded; they will be reconciled",
-                    emails=[str(row["b_id"]) for row in batch],
+                    emails=[str(row["b_id"]) for row, _ in batch],
                     error=repr(exc),
                 )
+                continue  # counted when reconciled
+            for provider, emails in Counter(provider for _, provider in batch).items():
+                metrics.EMAILS_SENT.labels(provider).inc(emails)
 
 
-async def _record_sent(sent: SentRecorder, email_id: uuid.UUID, message_id: str) -> None:
-    sent.record(email_id, message_id)
+async def _record_sent(
+    sent: SentRecorder, email_id: uuid.UUID, message_id: str, provider: str
+) -> None:
+    sent.record(email_id, message_id, provider)
 
 
 async def _send_claimed(database: Database, claimed: _Claimed, sent: SentRecorder) -> None:

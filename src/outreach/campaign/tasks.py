@@ -7,10 +7,15 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.campaign import sending
+from outreach.campaign.monitoring import refresh_sending_lag
 from outreach.campaign.service import campaign_service
 from outreach.kit.db import get_database
 from outreach.kit.jobs import job
+from outreach.kit.metrics import before_scrape, run_scrape_hooks
 from outreach.mailbox.events import MailboxUnavailableEvent, on_mailbox_unavailable
+
+# /metrics reads the sending lag from the database before each scrape.
+before_scrape(refresh_sending_lag)
 
 
 @job("campaign.prepare_emails")
@@ -22,7 +27,11 @@ async def prepare_emails(campaign_id: str) -> int:
 @job("campaign.send_due_emails", every_seconds=30, max_attempts=1)
 async def send_due_emails() -> int:
     """The send tick: every 30 s, send what is due under the caps."""
-    return await sending.send_due_emails(get_database())
+    database = get_database()
+    sent = await sending.send_due_emails(database)
+    # This worker's own figures; a failed refresh is logged, never fails the tick.
+    await run_scrape_hooks(database)
+    return sent
 
 
 @job("campaign.delete_drafts")

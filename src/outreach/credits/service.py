@@ -10,11 +10,12 @@ from typing import cast
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.kit import metrics
 from outreach.kit.clock import utcnow
 from outreach.kit.db import dialect_insert
 from outreach.kit.errors import Conflict, PaymentRequired
 from outreach.kit.pagination import Pagination, paginate
-from outreach.models import CreditAccount, LedgerEntry
+from outreach.models import CreditAccount, LedgerEntry, LedgerReason
 
 
 class InsufficientCredits(PaymentRequired):
@@ -30,6 +31,7 @@ class LedgerKeyReused(Conflict):
 _ledger = cast(Table, LedgerEntry.__table__)
 _accounts = cast(Table, CreditAccount.__table__)
 _ENTRY_COLUMNS = [column.key for column in _ledger.columns]
+_KNOWN_REASONS = frozenset(LedgerReason)
 
 
 class CreditService:
@@ -105,6 +107,7 @@ class CreditService:
             replayed = await self._find_entry(session, idempotency_key)
             assert replayed is not None
             return self._check_replay(replayed, user_id, delta)
+        _count_entry(session, reason, delta)
         return entry
 
     async def _move_balance(
@@ -148,6 +151,15 @@ class CreditService:
             created_at=LedgerEntry.created_at,
             id_column=LedgerEntry.id,
         )
+
+
+def _count_entry(session: AsyncSession, reason: str, delta: int) -> None:
+    """Credits moved, by reason, counted once the entry is committed."""
+    label = reason if reason in _KNOWN_REASONS else "other"
+    if delta < 0:
+        metrics.count_after_commit(session, metrics.CREDITS_DEBITED.labels(label), -delta)
+    elif delta > 0:
+        metrics.count_after_commit(session, metrics.CREDITS_CREDITED.labels(label), delta)
 
 
 credit_service = CreditService()

@@ -8,6 +8,8 @@ broker lets one code base run either way and lets tests build both.
 
 A failed attempt is retried with exponential backoff; after the last one a
 ``failed_jobs`` row keeps the task name, arguments, error and traceback.
+Every run is counted and timed by task (``kit/metrics.py``) and every failure
+reported to Sentry when it is on (``kit/sentry.py``).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from taskiq.scheduler.scheduled_task import ScheduledTask
 from taskiq.scheduler.scheduler import TaskiqScheduler
 
 from outreach.config import Settings
+from outreach.kit import metrics
 from outreach.kit.db import after_commit, before_commit, get_database
 from outreach.kit.errors import ServiceUnavailable
 from outreach.kit.logging import get_logger
+from outreach.kit.sentry import SentryJobMiddleware
 from outreach.models.failed_job import FailedJob
 
 log = get_logger("outreach.jobs")
@@ -91,6 +95,19 @@ class JobContextMiddleware(TaskiqMiddleware):
         structlog.contextvars.unbind_contextvars("job_id", "task")
 
 
+class JobMetricsMiddleware(TaskiqMiddleware):
+    """Counts jobs sent and run, failed runs, and their duration, by task."""
+
+    def post_send(self, message: TaskiqMessage) -> None:
+        metrics.JOBS_SENT.labels(message.task_name).inc()
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        metrics.JOBS_RUN.labels(message.task_name).inc()
+        metrics.JOB_DURATION.labels(message.task_name).observe(result.execution_time)
+        if result.is_err:
+            metrics.JOBS_FAILED.labels(message.task_name).inc()
+
+
 class RetryMiddleware(TaskiqMiddleware):
     """Retries a failed job with exponential backoff, then records it in ``failed_jobs``."""
 
@@ -121,6 +138,7 @@ class RetryMiddleware(TaskiqMiddleware):
             )
             return
         log.error("job failed for good", attempts=attempt, error=str(exception))
+        metrics.JOBS_GIVEN_UP.labels(message.task_name).inc()
         await record_failed_job(message, exception, attempts=attempt)
 
 
@@ -150,11 +168,14 @@ def create_broker(settings: Settings) -> AsyncBroker:
         broker = RedisStreamBroker(settings.redis_url, queue_name=settings.job_queue_name)
     else:
         broker = InMemoryBroker(max_stored_results=1000, await_inplace=settings.jobs_inline)
+    max_attempts = settings.job_max_retries + 1
+    # Error hooks run last-added first: metrics and Sentry see a failure before the
+    # retry middleware waits out its backoff.
     broker.add_middlewares(
         JobContextMiddleware(),
-        RetryMiddleware(
-            max_attempts=settings.job_max_retries + 1, base_delay=settings.job_retry_base_seconds
-        ),
+        RetryMiddleware(max_attempts=max_attempts, base_delay=settings.job_retry_base_seconds),
+        JobMetricsMiddleware(),
+        SentryJobMiddleware(max_attempts=max_attempts),
     )
     for spec in _registry.values():
         labels = _message_labels(spec)

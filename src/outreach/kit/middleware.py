@@ -1,5 +1,5 @@
 """One pure-ASGI middleware for every request: request id, log context,
-access log, security headers and the body size limit.
+access log, metrics, error reports, security headers and the body size limit.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) keeps the per-request overhead small;
 ``bench/api_overhead.py`` measures it.
@@ -19,7 +19,9 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from outreach.kit import metrics
 from outreach.kit.logging import get_logger
+from outreach.kit.sentry import report_request_error
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _SECURITY_HEADERS = [
@@ -73,6 +75,13 @@ def _internal_error_body(request_id: str, scope: Scope) -> bytes:
     ).encode()
 
 
+def route_label(scope: Scope) -> str:
+    """The matched route's template (``/v1/campaigns/{campaign_id}``), never the raw
+    path, so metric labels stay bounded; set by the router once it matched."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) and path else metrics.UNMATCHED_ROUTE
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -90,6 +99,7 @@ class RequestContextMiddleware:
         client = scope.get("client")
         token = current_request.set(RequestInfo(request_id, client[0] if client else None))
         started = time.perf_counter()
+        metrics.HTTP_IN_FLIGHT.inc()
         status_holder = [500]
         response_started = [False]
 
@@ -108,18 +118,24 @@ class RequestContextMiddleware:
         except Exception as exc:
             # The trace goes to the log; the client gets the request id, nothing more.
             access_log.exception("unhandled error", exc_info=exc)
+            report_request_error(exc, request_id=request_id, user_id=state.get("user_id"))
             if not response_started[0]:
                 await send_with_headers(_internal_error_start())
                 await send_with_headers(
                     {"type": "http.response.body", "body": _internal_error_body(request_id, scope)}
                 )
         finally:
+            elapsed = time.perf_counter() - started
+            method, route = metrics.method_label(scope["method"]), route_label(scope)
+            metrics.HTTP_REQUESTS.labels(method, route, str(status_holder[0])).inc()
+            metrics.HTTP_DURATION.labels(method, route).observe(elapsed)
+            metrics.HTTP_IN_FLIGHT.dec()
             access_log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status_holder[0],
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
                 user_id=state.get("user_id"),
             )
             structlog.contextvars.clear_contextvars()

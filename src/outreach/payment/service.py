@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from outreach.config import Settings, get_settings
 from outreach.credits.pricing import CreditPack, pricing_from_settings
 from outreach.credits.service import InsufficientCredits, credit_service
+from outreach.kit import metrics
 from outreach.kit.audit import record_audit
 from outreach.kit.clock import utcnow
 from outreach.kit.errors import BadRequest, Conflict, FieldError, NotFound, Unprocessable
@@ -110,6 +111,13 @@ def _key_secret(settings: Settings) -> str:
     return settings.razorpay_key_secret.get_secret_value()
 
 
+def _set_status(session: AsyncSession, order: PaymentOrder, status: PaymentOrderStatus) -> None:
+    """Move the order to ``status``, counted (payments by status) once committed."""
+    if order.status != status:
+        order.status = status
+        metrics.count_after_commit(session, metrics.PAYMENTS.labels(status.value))
+
+
 class PaymentService:
     def packs(self) -> tuple[CreditPack, ...]:
         return pricing_from_settings(get_settings()).packs
@@ -152,6 +160,9 @@ class PaymentService:
         )
         session.add(order)
         await session.flush()
+        metrics.count_after_commit(
+            session, metrics.PAYMENTS.labels(PaymentOrderStatus.created.value)
+        )
         await record_audit(
             session,
             action="payment.order_created",
@@ -285,7 +296,7 @@ class PaymentService:
         now = utcnow()
         if first_purchase:
             user.first_paid_at = now
-        order.status = PaymentOrderStatus.paid
+        _set_status(session, order, PaymentOrderStatus.paid)
         order.razorpay_payment_id = payment_id
         order.bonus_credits = bonus
         order.paid_at = now
@@ -354,7 +365,7 @@ class PaymentService:
             )
         if order.status in (PaymentOrderStatus.paid, PaymentOrderStatus.refunded):
             return PaymentResult(Outcome.ignored, order, "the order is already paid")
-        order.status = PaymentOrderStatus.failed
+        _set_status(session, order, PaymentOrderStatus.failed)
         order.failure_reason = (payment.error_description or payment.error_code or "failed")[:500]
         await session.flush()
         return PaymentResult(Outcome.recorded, order)
@@ -396,7 +407,7 @@ class PaymentService:
         order.clawed_back_credits += taken
         order.debt_credits += owed - taken
         if order.refunded_paise >= order.amount_paise:
-            order.status = PaymentOrderStatus.refunded
+            _set_status(session, order, PaymentOrderStatus.refunded)
         await session.flush()
         await record_audit(
             session,
@@ -470,14 +481,16 @@ class PaymentService:
                 )
                 if result.outcome != Outcome.mismatch:
                     return result
+        status = order.status
         if any(p.status in ("created", "authorized") for p in payments):
-            order.status = PaymentOrderStatus.attempted
+            status = PaymentOrderStatus.attempted
         elif any(p.status == "failed" for p in payments):
-            order.status = PaymentOrderStatus.failed
+            status = PaymentOrderStatus.failed
             order.failure_reason = (payments[-1].error_description or "failed")[:500]
         expiry = timedelta(hours=get_settings().payment_order_expiry_hours)
-        if order.created_at <= now - expiry and order.status != PaymentOrderStatus.failed:
-            order.status = PaymentOrderStatus.expired
+        if order.created_at <= now - expiry and status != PaymentOrderStatus.failed:
+            status = PaymentOrderStatus.expired
+        _set_status(session, order, status)
         await session.flush()
         return PaymentResult(Outcome.recorded, order)
 
