@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -20,7 +19,6 @@ from outreach.auth.google import GoogleKeys, GoogleTokenVerifier
 from outreach.config import Settings, check_settings, get_settings, use_settings
 from outreach.kit import jobs
 from outreach.kit.db import Database, set_database
-from outreach.kit.errors import Problem
 from outreach.kit.exception_handlers import install_exception_handlers
 from outreach.kit.health import router as health_router
 from outreach.kit.idempotency import IdempotentRoute
@@ -28,6 +26,7 @@ from outreach.kit.logging import configure_logging, get_logger
 from outreach.kit.metrics import mark_process_dead
 from outreach.kit.metrics import router as metrics_router
 from outreach.kit.middleware import RequestContextMiddleware
+from outreach.kit.openapi import build_openapi
 from outreach.kit.parsing_pool import ParsingPool, clear_parsing_pool, set_parsing_pool
 from outreach.kit.sentry import flush_sentry, init_sentry
 from outreach.kit.storage import create_storage, set_storage
@@ -94,16 +93,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-        Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    )
-    for name, definition in schema["components"]["schemas"]["Problem"].pop("$defs", {}).items():
-        schema["components"]["schemas"].setdefault(name, definition)
-    app.openapi_schema = schema
-    return schema
+    if not app.openapi_schema:
+        app.openapi_schema = build_openapi(app)
+    return app.openapi_schema
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:

@@ -170,6 +170,33 @@ class TestBadKeys:
             assert (await client.post("/test/optional", json={"amount": 1})).status_code == 201
         assert await count_charges(database) == 2
 
+    @pytest.mark.parametrize("key", ["", "schlüssel", "tab\there"])
+    @pytest.mark.parametrize("path", ["/test/charges", "/test/optional"])
+    async def test_key_outside_printable_ascii_is_400(
+        self, client: httpx.AsyncClient, database: Database, key: str, path: str
+    ) -> None:
+        # What the OpenAPI document promises: 1 to 255 printable ASCII characters.
+        response = await client.post(
+            path, json={"amount": 1}, headers={"Idempotency-Key": key.encode("latin-1")}
+        )
+        assert response.status_code == 400
+        assert response.json()["code"] == "idempotency_key_invalid"
+        assert await count_charges(database) == 0
+
+    async def test_the_documented_header_matches_the_check(self, client: httpx.AsyncClient) -> None:
+        document = (await client.get("/openapi.json")).json()
+        for path, required in [("/test/charges", True), ("/test/optional", False)]:
+            operation = document["paths"][path]["post"]
+            (header,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+            assert (header["in"], header["required"]) == ("header", required)
+            assert header["schema"] == {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": "^[ -~]+$",
+            }
+            assert {"400", "409", "422"} <= set(operation["responses"])
+
 
 async def test_concurrent_requests_with_one_key_run_once(
     settings: Settings, committing_database: Database

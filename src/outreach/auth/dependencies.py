@@ -14,11 +14,13 @@ from outreach.config import Environment, Settings
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import Forbidden, Unauthorized
 from outreach.kit.idempotency import idempotency_dependency
+from outreach.kit.openapi import declares_problems
 from outreach.models import User, UserRole
 
 CSRF_COOKIE = "outreach_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 class NotAuthenticated(Unauthorized):
@@ -75,6 +77,8 @@ def session_token(request: Request) -> str | None:
     return request.cookies.get(session_cookie_name(request.app.state.settings)) or None
 
 
+@declares_problems(401)
+@declares_problems(403, methods=UNSAFE_METHODS)  # csrf_failed
 async def get_current_user(request: Request, session: SessionDep) -> User:
     settings: Settings = request.app.state.settings
     token = session_token(request)
@@ -88,6 +92,7 @@ async def get_current_user(request: Request, session: SessionDep) -> User:
     return user
 
 
+@declares_problems(403)
 async def require_admin(user: Annotated[User, Depends(get_current_user)]) -> User:
     if user.role != UserRole.admin:
         raise AdminRequired("this endpoint is for administrators")

@@ -29,6 +29,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from outreach.config import Settings
+from outreach.kit.openapi import declares_problems
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -198,6 +199,7 @@ def get_database() -> Database:
     return _database
 
 
+@declares_problems(503)  # database_unavailable (kit.exception_handlers)
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work; declared with ``scope="function"`` so the commit
     happens before the response is sent, and jobs are enqueued only after it."""

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from outreach.kit.errors import PROBLEM_JSON, AppError, FieldError, Problem
 from outreach.kit.idempotency import IdempotentReplay, replay_handler
 from outreach.kit.logging import get_logger
+from outreach.kit.routing import allowed_methods
 
 log = get_logger("outreach.errors")
 
@@ -58,7 +59,11 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     problem = Problem(title=title, status=exc.status_code, code=code, detail=detail)
-    return problem_response(request, problem, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the one route that matched the path.
+        headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+    return problem_response(request, problem, headers)
 
 
 def _field_error(error: dict[str, Any]) -> FieldError:

@@ -15,22 +15,26 @@ returned and before the session dependency commits.
 """
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Depends, Request, Response
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.kit.clock import utcnow
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import AppError, BadRequest, Conflict, Unprocessable
+from outreach.kit.openapi import declares_problems, documents_parameters
+from outreach.kit.routing import TypedPathRoute
 from outreach.models.idempotency_key import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+# Printable ASCII (a UUID, say): what a header carries unchanged through every proxy.
+_KEY_PATTERN = re.compile(rf"[ -~]{{1,{MAX_KEY_LENGTH}}}")
 _STORED_HEADERS = ("content-type", "location")
 
 
@@ -122,13 +126,13 @@ async def claim_idempotency_key(
 ) -> IdempotencyContext | None:
     """Check the request's key; replay, refuse, or claim it for this transaction."""
     key = request.headers.get(HEADER)
-    if key is None or key == "":
+    if key is None:
         if required:
             raise IdempotencyKeyMissing(f"send an {HEADER} header with this request")
         return None
-    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if not _KEY_PATTERN.fullmatch(key):
         raise IdempotencyKeyInvalid(
-            f"{HEADER} must be at most {MAX_KEY_LENGTH} printable characters"
+            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
         )
     scope = f"{caller}:{request.method}:{request.url.path}"
     if session.get_bind().dialect.name == "postgresql":
@@ -157,8 +161,12 @@ async def claim_idempotency_key(
     return context
 
 
-class IdempotentRoute(APIRoute):
-    """Stores a successful response of an endpoint that claimed an idempotency key."""
+class IdempotentRoute(TypedPathRoute):
+    """Stores a successful response of an endpoint that claimed an idempotency key.
+
+    Every router uses this class, so it also carries :class:`TypedPathRoute`'s
+    UUID-only id segments.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -181,23 +189,37 @@ async def delete_expired_keys(session: AsyncSession) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _documented_header(*, required: bool) -> dict[str, Any]:
+    # Documented here rather than by FastAPI: the dependency checks the header itself
+    # and answers idempotency_key_missing / _invalid (400), not a 422.
+    description = (
+        "Makes a retry of this request safe: the same key and body replay the first "
+        "response; the same key with another body is refused (422)."
+    )
+    return {
+        "name": HEADER,
+        "in": "header",
+        "required": required,
+        "description": description + (" Required." if required else ""),
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_KEY_LENGTH,
+            "pattern": "^[ -~]+$",
+        },
+    }
+
+
 def idempotency_dependency(
     *, required: bool, caller: Callable[..., Awaitable[str]] | Callable[..., str]
 ) -> Any:
     """A dependency claiming the request's ``Idempotency-Key``; ``caller`` scopes keys."""
 
+    # Missing or invalid key 400, in flight 409 (PostgreSQL), reused with another body 422.
+    @declares_problems(400, 409, 422)
+    @documents_parameters(_documented_header(required=required))
     async def dependency(
-        request: Request,
-        session: SessionDep,
-        caller_scope: Annotated[str, Depends(caller)],
-        _key: Annotated[
-            str | None,
-            Header(
-                alias=HEADER,
-                description="Makes a retry of this request safe: same key and body replay "
-                "the first response." + (" Required." if required else ""),
-            ),
-        ] = None,
+        request: Request, session: SessionDep, caller_scope: Annotated[str, Depends(caller)]
     ) -> IdempotencyContext | None:
         settings = request.app.state.settings
         return await claim_idempotency_key(

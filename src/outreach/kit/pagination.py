@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from outreach.kit.errors import BadRequest
+from outreach.kit.openapi import declares_problems
 
 T = TypeVar("T")
 MAX_LIMIT = 200
@@ -66,6 +67,7 @@ def decode_cursor(cursor: str, signing_key: bytes) -> tuple[datetime, uuid.UUID]
         raise InvalidCursor("the cursor is not one this API returned") from exc
 
 
+@declares_problems(400)  # invalid_cursor
 def get_pagination(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,

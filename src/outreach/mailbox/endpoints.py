@@ -167,7 +167,13 @@ def _frontend_redirect(settings: Settings, **query: str) -> RedirectResponse:
     "/callback",
     summary="Google redirects here; the browser is sent on to the front end",
     status_code=303,
-    responses={303: {"description": "To OUTREACH_FRONTEND_URL with ?mailbox_id= or ?error="}},
+    response_class=RedirectResponse,  # no body: the 303 documents no content type
+    responses={
+        303: {
+            "description": "To OUTREACH_FRONTEND_URL with ?mailbox_id= or ?error=",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def gmail_callback(
     request: Request,

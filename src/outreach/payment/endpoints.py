@@ -9,6 +9,7 @@ from outreach.credits.service import credit_service
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import problem_responses
 from outreach.kit.idempotency import IdempotentRoute
+from outreach.kit.openapi import declares_problems
 from outreach.kit.pagination import Page, PaginationDep
 from outreach.payment.gateway import PaymentsDisabled
 from outreach.payment.schemas import (
@@ -26,6 +27,7 @@ from outreach.payment.service import payment_service
 from outreach.payment.webhooks import webhook_service
 
 
+@declares_problems(503)  # payments_disabled
 async def require_payments_enabled(request: Request) -> None:
     if not request.app.state.settings.payments_enabled:
         raise PaymentsDisabled("payments are not configured on this server (no Razorpay keys)")
