@@ -113,3 +113,5 @@ async def test_audit_log_filters(client: httpx.AsyncClient, session: AsyncSessio
     assert future["items"] == []
     naive = await client.get("/v1/admin/audit-logs", params={"since": "2020-01-01T00:00:00"})
     assert naive.status_code == 422
+    timestamp = await client.get("/v1/admin/audit-logs", params={"until": "1700000000.5"})
+    assert timestamp.status_code == 422

@@ -232,9 +232,16 @@ async def test_bad_input(
         ({"window_days": []}, "window_days"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"daily_cap": 5000}, "daily_cap"),
+        ({"window_days": [0, 7]}, "window_days"),
+        # JSON types as documented: no booleans for numbers, no timestamps for date-times.
+        ({"daily_cap": True}, "daily_cap"),
+        ({"daily_cap": "5"}, "daily_cap"),
+        ({"review_mode": 1}, "review_mode"),
+        ({"start_at": 1_900_000_000}, "start_at"),
     ]:
         response = await client.post("/v1/campaigns", json={**base, **change})
         assert response.status_code == 422, (change, response.text)
+        assert response.json()["errors"][0]["loc"][:2] == ["body", field], change
     other = await client.post("/v1/campaigns", json={**base, "mailbox_id": str(uuid.uuid4())})
     assert other.status_code == 404
     past = await client.post("/v1/campaigns", json={**base, "start_at": "2001-01-01T00:00:00Z"})

@@ -129,6 +129,8 @@ async def test_directory_import_refresh_search_and_copy(
     status = (await rclient.get(f"/v1/admin/recipients/imports/{response.json()['id']}")).json()
     assert status["status"] == "ready"
     assert status["counts"]["imported"] == 3
+    not_days = await rclient.post("/v1/admin/recipients/refresh", json={"older_than_days": False})
+    assert not_days.status_code == 422
     refresh = await rclient.post("/v1/admin/recipients/refresh", json={"older_than_days": 30})
     assert refresh.status_code == 202
     assert refresh.json()["total"] == 3

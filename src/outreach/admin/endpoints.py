@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime
 
 from outreach.admin.schemas import (
     AdminCampaignOut,
@@ -29,6 +28,7 @@ from outreach.kit.db import SessionDep
 from outreach.kit.errors import problem_responses
 from outreach.kit.idempotency import HEADER, IdempotentRoute
 from outreach.kit.pagination import Page, PaginationDep
+from outreach.kit.schemas import IsoDateTime
 from outreach.models import CampaignStatus, User
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=IdempotentRoute)
@@ -101,8 +101,8 @@ async def list_audit_logs(
     pagination: PaginationDep,
     actor_id: uuid.UUID | None = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: IsoDateTime | None = None,
+    until: IsoDateTime | None = None,
 ) -> Page[AuditLogOut]:
     logs, cursor = await admin_service.list_audit_logs(
         session, pagination=pagination, actor_id=actor_id, action=action, since=since, until=until

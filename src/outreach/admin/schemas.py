@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from outreach.campaign.schemas import CampaignOut
 from outreach.credits.schemas import LedgerEntryOut
@@ -29,7 +29,7 @@ class RoleChange(BaseModel):
 
 
 class CreditGrant(BaseModel):
-    delta: int = Field(description="Credits to add (positive) or deduct (negative)")
+    delta: StrictInt = Field(description="Credits to add (positive) or deduct (negative)")
     reason: str = Field(min_length=3, max_length=200, description="Why, kept in the audit log")
 
 

@@ -4,35 +4,43 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool, StrictInt, field_validator
 
+from outreach.kit.schemas import IsoDateTime
 from outreach.models.campaign import CampaignStatus, EmailStatus
 
 HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$", examples=["09:00"])]
+Weekday = Annotated[StrictInt, Field(ge=0, le=6)]
 
 
 class CampaignSettings(BaseModel):
-    start_at: AwareDatetime | None = Field(default=None, description="Default: now")
+    start_at: IsoDateTime | None = Field(default=None, description="Default: now")
     timezone: str | None = Field(default=None, max_length=64, description="Default: the mailbox's")
-    window_days: list[int] = Field(default=[0, 1, 2, 3, 4], description="0 = Monday … 6 = Sunday")
+    window_days: list[Weekday] = Field(
+        default=[0, 1, 2, 3, 4], min_length=1, description="0 = Monday … 6 = Sunday"
+    )
     window_start: HourMinute = "09:00"
     window_end: HourMinute = "17:00"
-    daily_cap: int | None = Field(default=None, ge=1, le=2000, description="Default: the mailbox's")
-    min_gap_seconds: int = Field(default=120, ge=0, le=86_400)
-    jitter_seconds: int = Field(default=60, ge=0, le=3600)
-    use_recipient_timezone: bool = Field(
+    daily_cap: StrictInt | None = Field(
+        default=None, ge=1, le=2000, description="Default: the mailbox's"
+    )
+    min_gap_seconds: StrictInt = Field(default=120, ge=0, le=86_400)
+    jitter_seconds: StrictInt = Field(default=60, ge=0, le=3600)
+    use_recipient_timezone: StrictBool = Field(
         default=False,
         description="Send in each recipient's business hours when the list has a time zone",
     )
-    company_cap: int | None = Field(
+    company_cap: StrictInt | None = Field(
         default=2,
         ge=1,
         le=100,
         description="At most N emails per company domain per 7 days; null: off",
     )
-    skip_recently_emailed_days: int = Field(default=30, ge=0, le=365)
-    review_mode: bool = Field(default=False, description="Emails wait for your approval")
-    attach_resume: bool = Field(default=False, description="Attach your latest resume as uploaded")
+    skip_recently_emailed_days: StrictInt = Field(default=30, ge=0, le=365)
+    review_mode: StrictBool = Field(default=False, description="Emails wait for your approval")
+    attach_resume: StrictBool = Field(
+        default=False, description="Attach your latest resume as uploaded"
+    )
 
     @field_validator("window_days")
     @classmethod
@@ -55,19 +63,19 @@ class CampaignUpdate(BaseModel):
     mailbox_id: uuid.UUID | None = None
     template_id: uuid.UUID | None = None
     list_id: uuid.UUID | None = None
-    start_at: AwareDatetime | None = None
+    start_at: IsoDateTime | None = None
     timezone: str | None = Field(default=None, max_length=64)
-    window_days: list[int] | None = None
+    window_days: list[Weekday] | None = Field(default=None, min_length=1)
     window_start: HourMinute | None = None
     window_end: HourMinute | None = None
-    daily_cap: int | None = Field(default=None, ge=1, le=2000)
-    min_gap_seconds: int | None = Field(default=None, ge=0, le=86_400)
-    jitter_seconds: int | None = Field(default=None, ge=0, le=3600)
-    use_recipient_timezone: bool | None = None
-    company_cap: int | None = Field(default=None, ge=1, le=100)
-    skip_recently_emailed_days: int | None = Field(default=None, ge=0, le=365)
-    review_mode: bool | None = None
-    attach_resume: bool | None = None
+    daily_cap: StrictInt | None = Field(default=None, ge=1, le=2000)
+    min_gap_seconds: StrictInt | None = Field(default=None, ge=0, le=86_400)
+    jitter_seconds: StrictInt | None = Field(default=None, ge=0, le=3600)
+    use_recipient_timezone: StrictBool | None = None
+    company_cap: StrictInt | None = Field(default=None, ge=1, le=100)
+    skip_recently_emailed_days: StrictInt | None = Field(default=None, ge=0, le=365)
+    review_mode: StrictBool | None = None
+    attach_resume: StrictBool | None = None
 
 
 class EmailCounts(BaseModel):

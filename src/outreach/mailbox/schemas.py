@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StrictInt, field_validator
 
 from outreach.models import MailboxMode, MailboxProvider, MailboxStatus, SmtpSecurity
 
@@ -59,7 +59,7 @@ class MailboxUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     display_name: str | None = Field(default=None, max_length=200)
-    daily_cap: int | None = Field(default=None, ge=1, le=2000)
+    daily_cap: StrictInt | None = Field(default=None, ge=1, le=2000)
     timezone: str | None = Field(default=None, max_length=64, examples=["Asia/Kolkata"])
     signature: str | None = Field(default=None, max_length=10_000)
 
@@ -88,7 +88,7 @@ class SmtpMailboxCreate(BaseModel):
     address: EmailStr
     display_name: str | None = Field(default=None, max_length=200)
     host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.\-:\[\]]+$")
-    port: int = Field(default=587, ge=1, le=65535)
+    port: StrictInt = Field(default=587, ge=1, le=65535)
     security: SmtpSecurity = SmtpSecurity.starttls
     username: str = Field(min_length=1, max_length=320)
     password: SecretStr = Field(min_length=1, max_length=1000)

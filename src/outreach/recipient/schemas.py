@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
 from outreach.models import SuppressionReason
 
@@ -219,4 +219,4 @@ class DirectoryAddToList(BaseModel):
 
 
 class DirectoryRefresh(BaseModel):
-    older_than_days: int = Field(30, ge=0, le=3650)
+    older_than_days: StrictInt = Field(30, ge=0, le=3650)
