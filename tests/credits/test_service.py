@@ -74,6 +74,31 @@ class TestApplyLedgerEntry:
                 session, user_id=user.id, delta=-2, reason="verify", ref=None, idempotency_key="k"
             )
 
+    async def test_a_key_longer_than_the_column_is_stored_as_its_digest(
+        self, session: AsyncSession
+    ) -> None:
+        # A scope plus a client's 255-character Idempotency-Key: PostgreSQL refused it.
+        user = await create_user(session, "a@example.com", balance=5)
+        long_key = f"verify:single:{user.id}:" + "k" * 255
+        first = await credit_service.apply_ledger_entry(
+            session, user_id=user.id, delta=-1, reason="verify", ref=None, idempotency_key=long_key
+        )
+        again = await credit_service.apply_ledger_entry(
+            session, user_id=user.id, delta=-1, reason="verify", ref=None, idempotency_key=long_key
+        )
+        other = await credit_service.apply_ledger_entry(
+            session,
+            user_id=user.id,
+            delta=-1,
+            reason="verify",
+            ref=None,
+            idempotency_key=long_key[:-1] + "x",
+        )
+        assert again.id == first.id != other.id
+        assert len(first.idempotency_key) == 300
+        assert first.idempotency_key.startswith(f"verify:single:{user.id}:kkk")
+        assert await credit_service.get_balance(session, user_id=user.id) == 3
+
     async def test_account_is_opened_on_first_entry(self, session: AsyncSession) -> None:
         user = await create_user(session, "a@example.com")
         await session.execute(CreditAccount.__table__.delete())

@@ -4,10 +4,11 @@ never goes below zero, and an idempotency key makes each entry happen once."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.kit import metrics
@@ -32,6 +33,19 @@ _ledger = cast(Table, LedgerEntry.__table__)
 _accounts = cast(Table, CreditAccount.__table__)
 _ENTRY_COLUMNS = [column.key for column in _ledger.columns]
 _KNOWN_REASONS = frozenset(LedgerReason)
+_KEY_LENGTH = cast(String, _ledger.c.idempotency_key.type).length or 300
+_DIGEST_MARK = "~sha256:"
+
+
+def ledger_key(idempotency_key: str) -> str:
+    """The key as stored: a scope plus a client's ``Idempotency-Key`` (up to 255
+    characters) can outgrow the column, so a long key keeps a readable start and
+    ends with the SHA-256 of the whole, still unique and the same on every retry."""
+    if len(idempotency_key) <= _KEY_LENGTH:
+        return idempotency_key
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+    start = idempotency_key[: _KEY_LENGTH - len(_DIGEST_MARK) - len(digest)]
+    return f"{start}{_DIGEST_MARK}{digest}"
 
 
 class CreditService:
@@ -69,6 +83,7 @@ class CreditService:
         balance raises :class:`InsufficientCredits` (402) having written
         nothing, so a caller may catch it and carry on.
         """
+        idempotency_key = ledger_key(idempotency_key)
         balance = await self._move_balance(session, user_id, delta)
         if balance is None:
             replayed = await self._find_entry(session, idempotency_key)
