@@ -4,6 +4,7 @@ HOST ?= 127.0.0.1
 # `uv` when on PATH, otherwise the copy pip installs (`python3 -m uv`).
 UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 PYTEST_WORKERS ?= 2
+FUZZ_EXAMPLES ?= 100
 
 .PHONY: help ensure-uv sync run demo test lint format migrate migration bench fuzz clean
 
@@ -13,6 +14,7 @@ help:
 	@echo "make lint     ruff (lint + format check) and mypy --strict"
 	@echo "make migrate  upgrade the database to the newest schema"
 	@echo "make demo     the whole product end to end on a throw-away database (var/demo), in under a minute"
+	@echo "make fuzz     contract fuzzing of the OpenAPI document, $(FUZZ_EXAMPLES) examples per operation"
 	@echo "make bench    run every benchmark, print one table of targets (bench/results/latest.json)"
 
 ensure-uv:
@@ -33,6 +35,10 @@ demo: sync .env
 
 test: sync
 	$(UV) run pytest -n $(PYTEST_WORKERS) -q
+
+# `make test` runs the same with a few examples per operation (tests/contract).
+fuzz: sync
+	OUTREACH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run pytest -n $(PYTEST_WORKERS) -q -m fuzz tests/contract
 
 lint: sync
 	$(UV) run ruff check src tests bench

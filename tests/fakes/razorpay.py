@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -118,6 +119,16 @@ class FakeRazorpay:
     @property
     def url(self) -> str:
         return self.server.url
+
+    def settings_update(self) -> dict[str, Any]:
+        """``Settings`` changes enabling payments against this fake (test-mode keys)."""
+        return {
+            "razorpay_key_id": KEY_ID,
+            "razorpay_key_secret": SecretStr(KEY_SECRET),
+            "razorpay_webhook_secrets": [SecretStr(WEBHOOK_SECRET)],
+            "razorpay_api_url": self.url,
+            "razorpay_retry_base_seconds": 0.0,
+        }
 
     def __enter__(self) -> Self:
         self.server.start()
