@@ -1,11 +1,14 @@
-"""Routing: a 405 names every method of the resource, and id segments match UUIDs only."""
+"""Routing: a 405 names every method of the resource, id segments match UUIDs only, and
+text holding a NUL character is refused."""
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Form, UploadFile
+from pydantic import BaseModel
 
 from outreach.auth.dependencies import CurrentUser
 from outreach.config import Settings
@@ -39,6 +42,26 @@ async def get_thing(thing_id: uuid.UUID, user: CurrentUser) -> str:
 @router.delete("/{thing_id}", status_code=204)
 async def delete_thing(thing_id: uuid.UUID, user: CurrentUser) -> None:
     return None
+
+
+class Label(BaseModel):
+    name: str
+    tags: list[str] = []
+
+
+@router.post("/labels")
+async def add_label(body: Label, q: str | None = None) -> str:
+    return body.name
+
+
+@router.post("/labels/form")
+async def add_label_form(name: Annotated[str, Form()]) -> str:
+    return name
+
+
+@router.post("/labels/file")
+async def add_label_file(file: UploadFile) -> str | None:
+    return file.filename
 
 
 @pytest.fixture
@@ -91,3 +114,61 @@ class TestUuidSegments:
         paths = (await client.get("/openapi.json")).json()["paths"]
         assert "/test/things/{thing_id}" in paths
         assert not any(":uuid" in path for path in paths)
+
+
+class TestNulCharacters:
+    """PostgreSQL can neither store nor compare text holding U+0000: it answered 500."""
+
+    @staticmethod
+    def assert_refused(response: httpx.Response, loc: list[str | int]) -> None:
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"] == loc
+
+    async def test_in_a_json_body_names_the_field(self, client: httpx.AsyncClient) -> None:
+        self.assert_refused(
+            await client.post("/test/things/labels", json={"name": "a\u0000b"}), ["body", "name"]
+        )
+        self.assert_refused(
+            await client.post("/test/things/labels", json={"name": "a", "tags": ["ok", "\u0000"]}),
+            ["body", "tags", 1],
+        )
+
+    async def test_in_a_declared_query_parameter(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/test/things/labels", params={"q": "a\x00"}, json={"name": "a"}
+        )
+        self.assert_refused(response, ["query", "q"])
+        # A parameter the endpoint does not read never reaches the database.
+        ignored = await client.post(
+            "/test/things/labels", params={"other": "a\x00"}, json={"name": "a"}
+        )
+        assert ignored.status_code == 200
+
+    async def test_in_a_form_field(self, client: httpx.AsyncClient) -> None:
+        self.assert_refused(
+            await client.post("/test/things/labels/form", data={"name": "a\x00"}),
+            ["body", "name"],
+        )
+
+    async def test_in_a_file_name(self, client: httpx.AsyncClient) -> None:
+        def upload(filename: bytes, content: bytes) -> httpx.Request:
+            body = (
+                b'--b\r\nContent-Disposition: form-data; name="file"; filename="'
+                + filename
+                + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                + content
+                + b"\r\n--b--\r\n"
+            )
+            headers = {"content-type": "multipart/form-data; boundary=b"}
+            return client.build_request(
+                "POST", "/test/things/labels/file", content=body, headers=headers
+            )
+
+        self.assert_refused(await client.send(upload(b"list\x00.csv", b"x")), ["body", "file"])
+        # The bytes of a file are not text to store: they may hold anything.
+        response = await client.send(upload(b"list.csv", b"\x00\x01binary"))
+        assert response.json() == "list.csv"
+
+    async def test_ordinary_text_passes(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/test/things/labels", json={"name": "Zoë \\u0000"})
+        assert response.json() == "Zoë \\u0000"

@@ -28,7 +28,7 @@ from outreach.kit.clock import utcnow
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import AppError, BadRequest, Conflict, Unprocessable
 from outreach.kit.openapi import declares_problems, documents_parameters
-from outreach.kit.routing import TypedPathRoute
+from outreach.kit.routing import ApiRoute
 from outreach.models.idempotency_key import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -161,11 +161,11 @@ async def claim_idempotency_key(
     return context
 
 
-class IdempotentRoute(TypedPathRoute):
+class IdempotentRoute(ApiRoute):
     """Stores a successful response of an endpoint that claimed an idempotency key.
 
-    Every router uses this class, so it also carries :class:`TypedPathRoute`'s
-    UUID-only id segments.
+    Every router uses this class, so it is also an :class:`ApiRoute` (UUID-only id
+    segments, no NUL characters in text).
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

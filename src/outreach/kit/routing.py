@@ -1,12 +1,15 @@
-"""Routing the HTTP contract needs: typed id segments and a truthful ``Allow``.
+"""Routing the HTTP contract needs: typed id segments, storable text, a truthful ``Allow``.
 
-* :class:`TypedPathRoute` makes a ``uuid.UUID`` path parameter match only a
-  UUID (Starlette's ``{name:uuid}`` convertor). Without it
-  ``/v1/templates/variables`` and ``/v1/templates/{template_id}`` compete:
-  ``DELETE /v1/templates/variables`` reached the template route and answered
-  422 (or 401 before that) about a malformed template id, where the resource
-  ``/v1/templates/variables`` simply has no DELETE (405). A malformed id now
-  names no resource: 404.
+* :class:`ApiRoute` (every router's route class, through ``IdempotentRoute``)
+  makes a ``uuid.UUID`` path parameter match only a UUID (Starlette's
+  ``{name:uuid}`` convertor). Without it ``/v1/templates/variables`` and
+  ``/v1/templates/{template_id}`` compete: ``DELETE /v1/templates/variables``
+  reached the template route and answered 422 (or 401 before that) about a
+  malformed template id, where the resource ``/v1/templates/variables`` simply
+  has no DELETE (405). A malformed id now names no resource: 404.
+* It also refuses text holding a NUL character (U+0000) in a path parameter,
+  a declared query parameter or the body with a 422 naming the field:
+  PostgreSQL cannot store or even compare such text and answered 500.
 * :func:`allowed_methods` lists every method any route serves at a path.
   Starlette keeps one route per method, so the 405 it raises carries the
   ``Allow`` of the one route that matched the path, not of the resource.
@@ -16,14 +19,19 @@ from __future__ import annotations
 
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.dependencies.utils import get_typed_signature
+from fastapi import Depends, FastAPI, Request, params
+from fastapi.dependencies.utils import get_flat_params, get_typed_signature
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.datastructures import UploadFile
 from starlette.routing import Match
 from starlette.types import Scope
+
+NUL = "\x00"
+_NUL_MESSAGE = "text may not contain the NUL character (U+0000)"
 
 
 def _is_uuid(annotation: Any) -> bool:
@@ -40,14 +48,69 @@ def with_uuid_segments(path: str, endpoint: Callable[..., Any]) -> str:
     return path
 
 
-class TypedPathRoute(APIRoute):
-    """An ``APIRoute`` whose UUID path parameters match UUIDs only (see the module docstring).
+def _nul_locations(value: Any, location: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(value, str):
+        if NUL in value:
+            yield location
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and NUL in key:
+                yield (*location, key)
+            yield from _nul_locations(item, (*location, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_locations(item, (*location, index))
 
-    The OpenAPI path (``path_format``) is unchanged: ``{template_id}``.
-    """
+
+def _is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type.startswith("application/") and (
+        content_type.endswith("/json") or content_type.endswith("+json")
+    )
+
+
+async def _parsed_body(request: Request, route: APIRoute) -> Any:
+    # Only what FastAPI has already parsed for this route (cached on the request).
+    if route.body_field is None:
+        return None
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        # A file's bytes go to storage; its name, like every other field, to the database.
+        return {k: v.filename if isinstance(v, UploadFile) else v for k, v in form.multi_items()}
+    if _is_json(request) and await request.body():
+        return await request.json()
+    return None
+
+
+async def refuse_nul_text(request: Request) -> None:
+    """422 for a NUL character in a path parameter, a declared query parameter or the body."""
+    route = request.scope.get("route")
+    if not isinstance(route, ApiRoute):
+        return
+    locations = [*_nul_locations(request.path_params, ("path",))]
+    for name, value in request.query_params.multi_items():
+        if name in route.declared_query and NUL in value:
+            locations.append(("query", name))
+    locations.extend(_nul_locations(await _parsed_body(request, route), ("body",)))
+    if locations:
+        raise RequestValidationError(
+            [{"type": "string_nul", "loc": loc, "msg": _NUL_MESSAGE} for loc in locations]
+        )
+
+
+class ApiRoute(APIRoute):
+    """The base of every route: UUID-only id segments and no NUL characters in text
+    (see the module docstring). The OpenAPI path (``path_format``) is unchanged."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        kwargs["dependencies"] = [Depends(refuse_nul_text), *(kwargs.get("dependencies") or [])]
         super().__init__(with_uuid_segments(path, endpoint), endpoint, **kwargs)
+        self.declared_query = frozenset(
+            field.alias
+            for field in get_flat_params(self.dependant)
+            if isinstance(field.field_info, params.Query)
+        )
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
