@@ -78,7 +78,8 @@ def _internal_error_body(request_id: str, scope: Scope) -> bytes:
 def route_label(scope: Scope) -> str:
     """The matched route's template (``/v1/campaigns/{campaign_id}``), never the raw
     path, so metric labels stay bounded; set by the router once it matched."""
-    path = getattr(scope.get("route"), "path", None)
+    # path_format: the template without convertors (``{campaign_id:uuid}``, kit.routing).
+    path = getattr(scope.get("route"), "path_format", None)
     return path if isinstance(path, str) and path else metrics.UNMATCHED_ROUTE
 
 
