@@ -21,6 +21,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START
 from langgraph.graph.state import StateGraph
 from sqlalchemy.engine import make_url
 
@@ -121,3 +122,31 @@ async def run_durably(
             values = await compiled.ainvoke(dict(start), config, context=context, durability="sync")
         await saver.adelete_thread(thread_id)
         return values
+
+
+def batched_run_graph(
+    state: type[Any], context: type[Any], *, start_run: Any, batch: Any, settle: Any
+) -> StateGraph[Any, Any, Any, Any]:
+    """The shape of a bulk job's run: ``start_run`` → ``batch`` once per batch until
+    the state says ``complete`` → ``settle``; a run whose job is gone or already
+    finished (``skipped``) ends at once. Each node returns the job's new position,
+    which the checkpoint after it records."""
+    step = batch.__name__
+
+    def after_start(current: Mapping[str, Any]) -> str:
+        if current.get("skipped"):
+            return END
+        return "settle" if current.get("complete") else step
+
+    def after_batch(current: Mapping[str, Any]) -> str:
+        return "settle" if current.get("complete") else step
+
+    graph: StateGraph[Any, Any, Any, Any] = StateGraph(state, context_schema=context)
+    graph.add_node("start_run", start_run)
+    graph.add_node(step, batch)
+    graph.add_node("settle", settle)
+    graph.add_edge(START, "start_run")
+    graph.add_conditional_edges("start_run", after_start, [step, "settle", END])
+    graph.add_conditional_edges(step, after_batch, [step, "settle"])
+    graph.add_edge("settle", END)
+    return graph

@@ -16,13 +16,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from outreach.config import get_settings
 from outreach.kit.db import Database
 from outreach.recipient.enrichment import EnrichProgress, enrichment_service
-from outreach.workflow.checkpoint import run_durably
+from outreach.workflow.checkpoint import batched_run_graph, run_durably
 
 
 class EnrichRunState(TypedDict, total=False):
@@ -70,31 +69,9 @@ async def settle(state: EnrichRunState, runtime: Runtime[EnrichRunContext]) -> E
     return {}
 
 
-def after_start(state: EnrichRunState) -> str:
-    if state.get("skipped"):
-        return END
-    return "settle" if state.get("complete") else "enrich_batch"
-
-
-def after_batch(state: EnrichRunState) -> str:
-    return "settle" if state.get("complete") else "enrich_batch"
-
-
-def build_enrichment_graph() -> StateGraph[EnrichRunState, EnrichRunContext, Any, Any]:
-    graph: StateGraph[EnrichRunState, EnrichRunContext, Any, Any] = StateGraph(
-        EnrichRunState, context_schema=EnrichRunContext
-    )
-    graph.add_node("start_run", start_run)
-    graph.add_node("enrich_batch", enrich_batch)
-    graph.add_node("settle", settle)
-    graph.add_edge(START, "start_run")
-    graph.add_conditional_edges("start_run", after_start, ["enrich_batch", "settle", END])
-    graph.add_conditional_edges("enrich_batch", after_batch, ["enrich_batch", "settle"])
-    graph.add_edge("settle", END)
-    return graph
-
-
-enrichment_graph = build_enrichment_graph()
+enrichment_graph = batched_run_graph(
+    EnrichRunState, EnrichRunContext, start_run=start_run, batch=enrich_batch, settle=settle
+)
 
 
 async def run_enrichment_job(database: Database, *, job_id: uuid.UUID) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from outreach.config import get_settings
@@ -26,7 +25,7 @@ from outreach.kit.db import Database
 from outreach.recipient.dns import DomainInfo
 from outreach.recipient.smtp_probe import SmtpProber
 from outreach.recipient.verification import BulkProgress, ReadAhead, verification_service
-from outreach.workflow.checkpoint import run_durably
+from outreach.workflow.checkpoint import batched_run_graph, run_durably
 
 
 class VerifyRunState(TypedDict, total=False):
@@ -88,31 +87,9 @@ async def settle(state: VerifyRunState, runtime: Runtime[VerifyRunContext]) -> V
     return {}
 
 
-def after_start(state: VerifyRunState) -> str:
-    if state.get("skipped"):
-        return END
-    return "settle" if state.get("complete") else "verify_batch"
-
-
-def after_batch(state: VerifyRunState) -> str:
-    return "settle" if state.get("complete") else "verify_batch"
-
-
-def build_verification_graph() -> StateGraph[VerifyRunState, VerifyRunContext, Any, Any]:
-    graph: StateGraph[VerifyRunState, VerifyRunContext, Any, Any] = StateGraph(
-        VerifyRunState, context_schema=VerifyRunContext
-    )
-    graph.add_node("start_run", start_run)
-    graph.add_node("verify_batch", verify_batch)
-    graph.add_node("settle", settle)
-    graph.add_edge(START, "start_run")
-    graph.add_conditional_edges("start_run", after_start, ["verify_batch", "settle", END])
-    graph.add_conditional_edges("verify_batch", after_batch, ["verify_batch", "settle"])
-    graph.add_edge("settle", END)
-    return graph
-
-
-verification_graph = build_verification_graph()
+verification_graph = batched_run_graph(
+    VerifyRunState, VerifyRunContext, start_run=start_run, batch=verify_batch, settle=settle
+)
 
 
 async def run_verification_job(database: Database, *, job_id: uuid.UUID) -> dict[str, Any]:
