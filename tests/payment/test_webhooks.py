@@ -266,12 +266,20 @@ class TestMismatch:
         fake_razorpay: FakeRazorpay,
         session: AsyncSession,
     ) -> None:
+        from prometheus_client import REGISTRY
+
+        def mismatches() -> float:
+            labels = {"source": "webhook"}
+            return REGISTRY.get_sample_value("outreach_payment_mismatches_total", labels) or 0.0
+
+        before = mismatches()
         payment = await captured(buyer, fake_razorpay, amount=100)
         response = await deliver(
             razorpay_side, fake_razorpay.webhook("payment.captured", payment=payment)
         )
         event = await self.assert_mismatch(response, session, buyer)
         assert event.detail == "amount 100 does not match the order's 19900"
+        assert mismatches() == before + 1  # what operators alert on
 
     async def test_different_currency(
         self,

@@ -129,6 +129,11 @@ PAYMENTS = Counter(
     "Payment orders entering a status (created, attempted, paid, failed, expired, refunded).",
     ["status"],
 )
+PAYMENT_MISMATCHES = Counter(
+    "outreach_payment_mismatches",
+    "Verified payments that did not match their order (nothing credited), by source.",
+    ["source"],
+)
 
 
 def method_label(method: str) -> str:

@@ -345,6 +345,7 @@ class PaymentService:
             details={"source": source, "reason": reason, **details},
         )
         log.warning("payment mismatch", source=source, reason=reason)
+        metrics.count_after_commit(session, metrics.PAYMENT_MISMATCHES.labels(source))
         return PaymentResult(Outcome.mismatch, order, reason)
 
     async def record_malformed(
