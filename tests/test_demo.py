@@ -114,8 +114,14 @@ def test_demo_on_an_empty_postgresql_database(restore_settings: None, tmp_path: 
 
 
 def test_make_demo_sets_up_like_make_run_then_runs_the_demo() -> None:
+    # --no-print-directory: under CI this runs inside `make test`, where a nested
+    # make would otherwise add "Entering/Leaving directory" lines.
     planned = subprocess.run(
-        ["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", "demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "sync --frozen" in planned
     assert planned.strip().splitlines()[-1].endswith("run outreach demo")
