@@ -6,7 +6,8 @@ import uuid
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.campaign.sending import send_due_emails
@@ -162,7 +163,9 @@ async def test_another_users_campaign_is_404(
             assert response.status_code == 404
 
 
+@pytest.mark.parametrize("built_at_send_time", [False, True])
 async def test_attached_resume_goes_out_as_uploaded(
+    built_at_send_time: bool,
     client: httpx.AsyncClient,
     session: AsyncSession,
     database: Database,
@@ -204,8 +207,29 @@ async def test_attached_resume_goes_out_as_uploaded(
     )
     await session.flush()
     await schedule(client, no_resume["campaign"]["id"])
+    storage = app.state.storage  # type: ignore[attr-defined]
+    reads: list[str] = []
+    if built_at_send_time:
+        # As for send-only Gmail and SMTP with a resume: no draft, no stored message,
+        # so each message is built at send time; the file is read once per tick.
+        await session.execute(
+            update(ScheduledEmail)
+            .where(ScheduledEmail.campaign_id == uuid.UUID(no_resume["campaign"]["id"]))
+            .values(draft_id=None)
+        )
+        original_get = storage.get
+
+        async def counting_get(key: str) -> bytes:
+            reads.append(key)
+            return await original_get(key)
+
+        storage.get = counting_get
     frozen_clock.freeze(MONDAY_0830_IST + timedelta(hours=3))
-    assert await send_due_emails(database) == 3
+    try:
+        assert await send_due_emails(database) == 3
+    finally:
+        storage.__dict__.pop("get", None)
+    assert reads == (["resumes/cv-asha.pdf"] if built_at_send_time else [])
     outbox = outbox_settings.outbox_path / str(no_resume["mailbox"].id)
     for path in outbox.glob("*.eml"):
         message = email_lib.message_from_bytes(path.read_bytes(), policy=policy.default)

@@ -445,7 +445,7 @@ async def send_one(
     session: AsyncSession,
     email: ScheduledEmail,
     mailbox: Mailbox,
-    resume_id: uuid.UUID | None,
+    attachment: Attachment | None,
     sent: SentRecorder,
 ) -> None:
     """Send one claimed email; every path ends in a committed, truthful status."""
@@ -468,7 +468,6 @@ async def send_one(
                 ).dated(utcnow())
             )
         else:
-            attachment = await resume_attachment(session, resume_id)
             message_id = await provider.send(build_mime(email, mailbox, attachment))
     except SendOutcomeUnknown as exc:
         await _reconcile(session, email, mailbox, provider, str(exc))
@@ -501,12 +500,14 @@ async def send_one(
 class _Claimed:
     email: ScheduledEmail  # detached, with its stored MIME
     mailbox: Mailbox  # detached
-    resume_id: uuid.UUID | None
+    attachment: Attachment | None  # for a message built at send time
 
 
 async def _load_claimed(database: Database, ids: list[uuid.UUID]) -> list[_Claimed]:
-    """The claimed emails with their mailboxes, in one query per chunk (not one per email)."""
+    """The claimed emails with their mailboxes, in one query per chunk (not one per email),
+    and each attached resume read from storage once (not once per email)."""
     claimed: list[_Claimed] = []
+    attachments: dict[uuid.UUID, Attachment | None] = {}
     async with database.session() as session:
         for start in range(0, len(ids), 500):
             rows = await session.execute(
@@ -519,7 +520,13 @@ async def _load_claimed(database: Database, ids: list[uuid.UUID]) -> list[_Claim
                 )
                 .options(undefer(ScheduledEmail.mime))
             )
-            claimed += [_Claimed(email, mailbox, resume_id) for email, mailbox, resume_id in rows]
+            for email, mailbox, resume_id in rows:
+                attachment = None
+                if email.mime is None and email.draft_id is None and resume_id is not None:
+                    if resume_id not in attachments:
+                        attachments[resume_id] = await resume_attachment(session, resume_id)
+                    attachment = attachments[resume_id]
+                claimed.append(_Claimed(email, mailbox, attachment))
     by_id = {c.email.id: c for c in claimed}
     return [by_id[email_id] for email_id in ids if email_id in by_id]
 
@@ -590,7 +597,7 @@ async def _send_claimed(database: Database, claimed: _Claimed, sent: SentRecorde
         # (and no pooled connection) while it waits for the provider.
         mailbox = await session.merge(claimed.mailbox, load=False)
         email = await session.merge(claimed.email, load=False)
-        await send_one(session, email, mailbox, claimed.resume_id, sent)
+        await send_one(session, email, mailbox, claimed.attachment, sent)
 
 
 async def recover_expired_leases(database: Database, now: datetime) -> int:
