@@ -185,6 +185,13 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str | None = None
     # How many emails one worker sends at the same time (each waits on the network).
     send_concurrency: int = 20
+    # An email whose send or preparation failed before anything left the process (no
+    # access token, connection refused, DNS) is retried with backoff for this long from
+    # its first such failure, then fails and is refunded.
+    send_retry_window_seconds: int = Field(default=3600, ge=60)
+    # A pending email (its draft not made yet) untouched this long with no retry planned
+    # has its preparation started again by the send tick's sweep.
+    prepare_stall_seconds: int = Field(default=900, ge=60)
 
     # Observability: Sentry error reports (off without a DSN) and Prometheus metrics
     sentry_dsn: SecretStr | None = None

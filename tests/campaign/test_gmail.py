@@ -299,7 +299,7 @@ async def test_revoked_mailbox_pauses_the_campaign(
     assert mailbox.status == MailboxStatus.revoked
 
 
-async def test_a_failed_draft_leaves_no_orphan_drafts(
+async def test_a_message_that_cannot_be_built_fails_alone_and_leaves_no_orphan_drafts(
     session: AsyncSession,
     database: Database,
     gmail_settings: Settings,
@@ -317,21 +317,25 @@ async def test_a_failed_draft_leaves_no_orphan_drafts(
     def failing_second(*args: object) -> object:
         calls["n"] += 1
         if calls["n"] == 2:
-            raise RuntimeError("Gmail went away after the first draft")
+            raise RuntimeError("a header the email library cannot write")
         return real_build(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sending, "build_mime", failing_second)
-    with pytest.raises(RuntimeError):
-        await sending.prepare_campaign_emails(database, campaign_id)
+    # The job does not give up: that email fails with the reason, the others go on.
+    assert await sending.prepare_campaign_emails(database, campaign_id) == 2
     monkeypatch.undo()
-    await sending.prepare_campaign_emails(database, campaign_id)  # the job's retry
     box = fake_gmail.mailbox(GMAIL)
     rows = (
         await session.execute(
-            select(ScheduledEmail.status, ScheduledEmail.draft_id).where(
-                ScheduledEmail.campaign_id == campaign_id
-            )
+            select(
+                ScheduledEmail.status, ScheduledEmail.draft_id, ScheduledEmail.last_error
+            ).where(ScheduledEmail.campaign_id == campaign_id)
         )
     ).all()
-    assert {status for status, _ in rows} == {EmailStatus.ready}
-    assert sorted(draft for _, draft in rows) == sorted(box.drafts)  # no orphaned draft
+    assert sorted(status for status, _, _ in rows) == sorted(
+        [EmailStatus.ready, EmailStatus.ready, EmailStatus.failed]
+    )
+    (failed,) = [error for status, _, error in rows if status == EmailStatus.failed]
+    assert "a header the email library cannot write" in failed
+    drafts = [draft for status, draft, _ in rows if status == EmailStatus.ready]
+    assert sorted(drafts) == sorted(box.drafts)  # no orphaned draft

@@ -1,7 +1,9 @@
 """Sending: prepare drafts, claim due emails under a lease, send each exactly once.
 
-The tick (``campaign.send_due_emails``, every 30 s) first reconciles emails
-whose lease expired (a worker died mid-send), then, mailbox by mailbox,
+The tick (``campaign.send_due_emails``, every 30 s) first sweeps pending emails
+whose preparation stalled (restarted, or failed and refunded past the retry
+window), then reconciles emails whose lease expired (a worker died mid-send),
+then, mailbox by mailbox,
 claims due emails up to what is left of the mailbox's daily cap (counted
 from the database, in the mailbox's own day; the mailbox row is locked on
 PostgreSQL, and SQLite serialises writers, so several workers never exceed
@@ -12,6 +14,7 @@ is never retried blindly: it is reconciled with the provider first.
 from __future__ import annotations
 
 import asyncio
+import enum
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -19,9 +22,12 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from redis.exceptions import RedisError
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
+from taskiq.exceptions import SendTaskError
 
 from outreach.campaign.service import campaign_service
 from outreach.config import get_settings
@@ -29,12 +35,19 @@ from outreach.kit import metrics
 from outreach.kit.clock import utcnow
 from outreach.kit.db import Database
 from outreach.kit.errors import AppError, NotFound
+from outreach.kit.jobs import enqueue
 from outreach.kit.logging import get_logger
 from outreach.kit.storage import get_storage
 from outreach.kit.unsubscribe import make_unsubscribe_token, unsubscribe_url
 from outreach.mailbox.gmail import GmailDailyLimitExceeded, GmailRateLimited
 from outreach.mailbox.mime import Attachment, EncodedMessage, OutgoingEmail, build_message
-from outreach.mailbox.providers import MailboxUnavailable, MailProvider, SendOutcomeUnknown
+from outreach.mailbox.providers import (
+    MailboxUnavailable,
+    MailProvider,
+    MessageRefused,
+    NothingSent,
+    SendOutcomeUnknown,
+)
 from outreach.mailbox.service import mailbox_service
 from outreach.models import FailedJob, Mailbox, MailboxProvider, MailboxStatus, User
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
@@ -47,6 +60,7 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 PREPARE_BATCH = 50
 CLAIM_BATCH = 25
+MIN_RETRY_DELAY = timedelta(minutes=1)
 # The failed_jobs task name of a send that failed for good (an operator may retry it).
 SEND_EMAIL_TASK = "campaign.send_email"
 _ACTIVE = (CampaignStatus.scheduled, CampaignStatus.sending)
@@ -119,6 +133,12 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
     """Make pending emails ready: a draft each for providers that keep drafts (Gmail
     full mode, the outbox), one email per transaction so a failure never leaves a
     created draft unrecorded; other providers in batches. Progress shows as it goes.
+
+    Every email gets its own outcome: one the provider refuses for good (or that no
+    message can carry) fails with the reason and is refunded, and the next one goes
+    on; one that breaks unexpectedly is retried later on its own. When the provider
+    cannot be reached (nothing was sent), the campaign's remaining emails wait for a
+    later try together (the tick's sweep starts it) within the retry window.
     Returns how many were prepared."""
     prepared = 0
     attachment: Attachment | None = None
@@ -134,6 +154,7 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
                 provider = await mailbox_service.provider_for(session, mailbox)
             except MailboxUnavailable:
                 return prepared  # the mailbox-unavailable hook paused the campaign
+            now = utcnow()
             batch = list(
                 (
                     await session.scalars(
@@ -141,6 +162,7 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
                         .where(
                             ScheduledEmail.campaign_id == campaign_id,
                             ScheduledEmail.status == EmailStatus.pending,
+                            _may_try(now),
                         )
                         .order_by(ScheduledEmail.due_at)
                         .limit(1 if provider.supports_drafts else PREPARE_BATCH)
@@ -153,24 +175,180 @@ async def prepare_campaign_emails(database: Database, campaign_id: uuid.UUID) ->
             if provider.supports_drafts and not attachment_loaded:
                 attachment = await resume_attachment(session, campaign.resume_id)
                 attachment_loaded = True
-            waiting = EmailStatus.awaiting_approval if campaign.review_mode else EmailStatus.ready
-            # Without drafts the message is rendered once and sent as stored, unless a
-            # resume is attached: a copy of the file per email is too much to keep, so
-            # that message is built at send time.
-            keep_mime = not provider.supports_drafts and campaign.resume_id is None
             for email in batch:
-                if provider.supports_drafts or keep_mime:
-                    try:
-                        message = build_mime(email, mailbox, attachment)
-                    except AppError as exc:  # an address or header no message can carry
-                        await _fail(session, email, mailbox, str(exc))
-                        continue
-                    if provider.supports_drafts:
-                        email.draft_id = await provider.create_draft(message)
-                    else:
-                        email.mime = message.data
-                email.status = waiting
-            prepared += len(batch)
+                outcome = await _prepare_one(
+                    session, email, campaign, mailbox, provider, attachment
+                )
+                if outcome is _Prepared.provider_down:
+                    await _defer_preparation(session, campaign_id, now)
+                if outcome in (_Prepared.provider_down, _Prepared.mailbox_gone):
+                    return prepared
+                prepared += outcome is _Prepared.ready
+
+
+class _Prepared(enum.Enum):
+    ready = "ready"
+    ended = "ended"  # failed (refunded) or waiting for its own later try
+    provider_down = "provider_down"  # nothing could be sent: the others wait too
+    mailbox_gone = "mailbox_gone"  # revoked or disconnected: stop, keep what is recorded
+
+
+def _may_try(now: datetime) -> ColumnElement[bool]:
+    return or_(ScheduledEmail.next_attempt_at.is_(None), ScheduledEmail.next_attempt_at <= now)
+
+
+async def _prepare_one(
+    session: AsyncSession,
+    email: ScheduledEmail,
+    campaign: Campaign,
+    mailbox: Mailbox,
+    provider: MailProvider,
+    attachment: Attachment | None,
+) -> _Prepared:
+    """Prepare one email and record its outcome in ``session``."""
+    # Without drafts the message is rendered once and sent as stored, unless a resume
+    # is attached: a copy of the file per email is too much to keep, so that message
+    # is built at send time.
+    keep_mime = not provider.supports_drafts and campaign.resume_id is None
+    if not (provider.supports_drafts or keep_mime):
+        return _made_ready(email, campaign)
+    try:
+        message = build_mime(email, mailbox, attachment)
+    except Exception as exc:  # an address or header no message can carry: final
+        if not isinstance(exc, AppError):
+            log.exception("message not built", email_id=str(email.id))
+        await _fail(session, email, mailbox, f"the message cannot be built: {exc}")
+        return _Prepared.ended
+    if not provider.supports_drafts:
+        email.mime = message.data
+        return _made_ready(email, campaign)
+    try:
+        email.draft_id = await provider.create_draft(message)
+        email.thread_id = provider.last_thread_id
+    except MessageRefused as exc:  # this provider refuses this message for good
+        await _fail(session, email, mailbox, str(exc))
+        return _Prepared.ended
+    except MailboxUnavailable:
+        return _Prepared.mailbox_gone  # recorded in the session; the campaign is paused
+    except SQLAlchemyError:
+        raise
+    except AppError as exc:  # unreachable, no token, rate limited, 5xx: nothing sent
+        return await _retry_preparation(session, email, mailbox, str(exc), _Prepared.provider_down)
+    except Exception as exc:  # this email broke something: it alone is tried later
+        log.exception("email not prepared; tried again later", email_id=str(email.id))
+        return await _retry_preparation(session, email, mailbox, repr(exc), _Prepared.ended)
+    return _made_ready(email, campaign)
+
+
+def _made_ready(email: ScheduledEmail, campaign: Campaign) -> _Prepared:
+    email.status = EmailStatus.awaiting_approval if campaign.review_mode else EmailStatus.ready
+    email.next_attempt_at = email.retry_deadline = None
+    return _Prepared.ready
+
+
+async def _retry_preparation(
+    session: AsyncSession, email: ScheduledEmail, mailbox: Mailbox, error: str, then: _Prepared
+) -> _Prepared:
+    at = next_try(email, utcnow())
+    if at is None:
+        await _fail(session, email, mailbox, f"not prepared in time: {error}")
+        return _Prepared.ended
+    email.last_error = error[:1000]
+    email.next_attempt_at = at
+    return then
+
+
+async def _defer_preparation(session: AsyncSession, campaign_id: uuid.UUID, now: datetime) -> None:
+    """The provider cannot be reached: the campaign's other pending emails wait with the
+    one that failed (the sweep starts preparation again then), within the retry window."""
+    failed = await session.scalar(
+        select(func.min(ScheduledEmail.next_attempt_at)).where(
+            ScheduledEmail.campaign_id == campaign_id,
+            ScheduledEmail.status == EmailStatus.pending,
+            ScheduledEmail.next_attempt_at > now,
+        )
+    )
+    await session.execute(
+        update(ScheduledEmail)
+        .where(
+            ScheduledEmail.campaign_id == campaign_id,
+            ScheduledEmail.status == EmailStatus.pending,
+            _may_try(now),
+        )
+        .values(
+            next_attempt_at=failed or now + MIN_RETRY_DELAY,
+            retry_deadline=func.coalesce(ScheduledEmail.retry_deadline, now + retry_window()),
+            updated_at=now,
+        )
+    )
+
+
+def retry_window() -> timedelta:
+    return timedelta(seconds=get_settings().send_retry_window_seconds)
+
+
+def next_try(email: ScheduledEmail, now: datetime) -> datetime | None:
+    """When to try ``email`` again after a failure that sent nothing, or None when its
+    retry window is over. Starts the window at the first such failure; the delay
+    doubles (the time since that failure, at least a minute) up to the deadline."""
+    window = retry_window()
+    if email.retry_deadline is None:
+        email.retry_deadline = now + window
+    if now >= email.retry_deadline:
+        return None
+    delay = max(MIN_RETRY_DELAY, now - (email.retry_deadline - window))
+    return min(now + delay, email.retry_deadline)
+
+
+async def sweep_unprepared_emails(database: Database, now: datetime) -> int:
+    """Give every pending email of a live campaign a next try or a final status: one
+    whose preparation is due again (``next_attempt_at``), or that nobody touched for
+    ``prepare_stall_seconds`` (its preparation job was lost, died or gave up), has its
+    preparation started again, or fails and is refunded once its retry window is over.
+    Returns how many emails it acted on."""
+    stall = timedelta(seconds=get_settings().prepare_stall_seconds)
+    restart: set[uuid.UUID] = set()
+    async with database.session() as session:
+        stuck = await session.scalars(
+            select(ScheduledEmail)
+            .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
+            .where(
+                ScheduledEmail.status == EmailStatus.pending,
+                Campaign.status.in_(_ACTIVE),
+                or_(
+                    ScheduledEmail.next_attempt_at <= now,
+                    and_(
+                        ScheduledEmail.next_attempt_at.is_(None),
+                        ScheduledEmail.updated_at <= now - stall,
+                    ),
+                ),
+            )
+            .with_for_update(skip_locked=True, of=ScheduledEmail)
+        )
+        emails = list(stuck.all())
+        for email in emails:
+            if email.retry_deadline is not None and email.retry_deadline <= now:
+                mailbox = await session.get(Mailbox, email.mailbox_id)
+                assert mailbox is not None
+                reason = email.last_error or "its preparation never completed"
+                await _fail(session, email, mailbox, f"not prepared in time: {reason}")
+                continue
+            # Checked again ``stall`` from now: by then the job has prepared it.
+            email.retry_deadline = email.retry_deadline or now + retry_window()
+            email.next_attempt_at = None
+            email.updated_at = now
+            restart.add(email.campaign_id)
+    for campaign_id in sorted(restart):
+        await _restart_preparation(campaign_id)
+    return len(emails)
+
+
+async def _restart_preparation(campaign_id: uuid.UUID) -> None:
+    try:
+        await enqueue("campaign.prepare_emails", campaign_id=str(campaign_id))
+    except (SendTaskError, RedisError, OSError, RuntimeError) as exc:
+        # The emails stay pending, untouched: the next sweep after the stall tries again.
+        log.warning("preparation not restarted", campaign_id=str(campaign_id), error=repr(exc))
 
 
 async def delete_drafts(database: Database, mailbox_id: uuid.UUID, draft_ids: list[str]) -> int:
@@ -489,11 +667,27 @@ async def send_one(
         # The draft is gone: sent by hand, or deleted by the user in the mailbox.
         await _reconcile(session, email, mailbox, provider, f"draft gone: {exc}")
         return
-    except AppError as exc:
+    except NothingSent as exc:  # nothing left the process: safe to send again later
+        await retry_or_fail(session, email, mailbox, str(exc))
+        return
+    except AppError as exc:  # refused for good (MessageRefused) or not sendable at all
         await _fail(session, email, mailbox, str(exc))
         return
     await session.commit()  # a refreshed token; and SQLite has one writer at a time
-    await _record_sent(sent, email.id, message_id, mailbox.provider.value)
+    thread_id = provider.last_thread_id or email.thread_id
+    await _record_sent(sent, email.id, message_id, mailbox.provider.value, thread_id)
+
+
+async def retry_or_fail(
+    session: AsyncSession, email: ScheduledEmail, mailbox: Mailbox, error: str
+) -> None:
+    """A send that sent nothing: tried again with backoff within the retry window
+    (``send_retry_window_seconds`` from the first such failure), then failed and refunded."""
+    at = next_try(email, utcnow())
+    if at is None:
+        await _fail(session, email, mailbox, f"{error} (still failing after the retry window)")
+    else:
+        _retry_later(email, error, at=at)
 
 
 @dataclass(frozen=True)
@@ -544,8 +738,15 @@ class SentRecorder:
         self._queue: list[tuple[dict[str, Any], str]] = []  # (row, provider)
         self._writer: asyncio.Task[None] | None = None
 
-    def record(self, email_id: uuid.UUID, message_id: str, provider: str) -> None:
-        row = {"b_id": email_id, "b_message_id": message_id, "b_sent_at": utcnow()}
+    def record(
+        self, email_id: uuid.UUID, message_id: str, provider: str, thread_id: str | None = None
+    ) -> None:
+        row = {
+            "b_id": email_id,
+            "b_message_id": message_id,
+            "b_thread_id": thread_id,
+            "b_sent_at": utcnow(),
+        }
         self._queue.append((row, provider))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
@@ -562,6 +763,7 @@ class SentRecorder:
             .values(
                 status=EmailStatus.sent,
                 provider_message_id=bindparam("b_message_id"),
+                thread_id=bindparam("b_thread_id"),
                 sent_at=bindparam("b_sent_at"),
                 lease_until=None,
                 last_error=None,
@@ -573,7 +775,9 @@ class SentRecorder:
             batch, self._queue = self._queue, []
             try:
                 async with self._database.session() as session:
-                    await session.execute(statement, [row for row, _ in batch])
+                    batch = await self._still_sending(session, batch)
+                    if batch:
+                        await session.execute(statement, [row for row, _ in batch])
             except Exception as exc:  # the expired leases are reconciled
                 log.error(
                     "sent emails not recorded; they will be reconciled",
@@ -584,11 +788,28 @@ class SentRecorder:
             for provider, emails in Counter(provider for _, provider in batch).items():
                 metrics.EMAILS_SENT.labels(provider).inc(emails)
 
+    @staticmethod
+    async def _still_sending(
+        session: AsyncSession, batch: list[tuple[dict[str, Any], str]]
+    ) -> list[tuple[dict[str, Any], str]]:
+        """The outcomes whose email is still claimed, locked until the commit: one whose
+        lease expired and was reconciled meanwhile is recorded (and counted) already."""
+        ids = await session.scalars(
+            select(ScheduledEmail.id)
+            .where(
+                ScheduledEmail.id.in_([row["b_id"] for row, _ in batch]),
+                ScheduledEmail.status == EmailStatus.sending,
+            )
+            .with_for_update()
+        )
+        claimed = set(ids.all())
+        return [(row, provider) for row, provider in batch if row["b_id"] in claimed]
+
 
 async def _record_sent(
-    sent: SentRecorder, email_id: uuid.UUID, message_id: str, provider: str
+    sent: SentRecorder, email_id: uuid.UUID, message_id: str, provider: str, thread_id: str | None
 ) -> None:
-    sent.record(email_id, message_id, provider)
+    sent.record(email_id, message_id, provider, thread_id)
 
 
 async def _send_claimed(database: Database, claimed: _Claimed, sent: SentRecorder) -> None:
@@ -639,8 +860,10 @@ async def _recover_one(database: Database, email_id: uuid.UUID) -> None:
 
 
 async def send_due_emails(database: Database) -> int:
-    """One tick: reconcile expired leases, then claim and send due emails per mailbox."""
+    """One tick: restart stalled preparations, reconcile expired leases, then claim and
+    send due emails per mailbox."""
     now = utcnow()
+    await sweep_unprepared_emails(database, now)
     await recover_expired_leases(database, now)
     async with database.session() as session:
         mailbox_ids = list(

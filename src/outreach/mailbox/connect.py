@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from outreach.auth.google import GoogleTokenVerifier, InvalidGoogleToken
 from outreach.config import get_settings
 from outreach.kit.clock import utcnow
-from outreach.mailbox.gmail import GmailClient, GmailError, GmailForbidden, GmailUnauthorized
+from outreach.mailbox.gmail import GmailClient, GmailError, GmailRefused, GmailUnauthorized
 from outreach.mailbox.http import google_http
 from outreach.mailbox.oauth import (
     REQUIRED_SCOPES,
@@ -179,7 +179,7 @@ class GmailConnectService:
         )
         try:
             profile = await client.get_profile()
-        except (GmailUnauthorized, GmailForbidden, GmailError) as exc:
+        except (GmailUnauthorized, GmailRefused, GmailError) as exc:
             raise ProfileUnreadable(f"users.getProfile failed: {exc}") from exc
         return str(profile["emailAddress"]).lower()
 

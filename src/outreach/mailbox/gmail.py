@@ -5,7 +5,10 @@ Reads retry with exponential backoff and full jitter on 429, 5xx and
 The sending calls (``drafts.send``, ``messages.send``) are never retried after a
 timeout or a 5xx: the message may have gone out, so :class:`SendOutcomeUnknown`
 is raised and the caller reconciles (``find_sent``). A 429 or a rate-limit 403 on a
-send is Gmail refusing it before doing anything, so that is retried.
+send is Gmail refusing it before doing anything, so that is retried. What failed
+before the request was written (no connection, no access token) raises
+:class:`NothingSent` (safe to retry later); any other 4xx is Gmail refusing the
+request for good (:class:`GmailRefused`, a :class:`MessageRefused`).
 A per-mailbox :class:`QuotaBudget` keeps us under Gmail's 250 units per user per
 second on our own.
 """
@@ -25,9 +28,12 @@ import httpx
 from outreach.kit.errors import NotFound, ServiceUnavailable, TooManyRequests
 from outreach.kit.logging import get_logger
 from outreach.mailbox.mime import EncodedMessage
+from outreach.mailbox.oauth import GoogleOAuthUnavailable
 from outreach.mailbox.providers import (
     DraftsNotSupported,
     MailboxProfile,
+    MessageRefused,
+    NothingSent,
     SendOutcomeUnknown,
     SendsNotConfirmable,
 )
@@ -57,6 +63,18 @@ class GmailError(ServiceUnavailable):
     code, title = "gmail_error", "Gmail answered with an error"
 
 
+class GmailUnreachable(NothingSent):
+    code, title = "gmail_unreachable", "Gmail could not be reached; nothing was sent"
+
+
+class GmailTokenUnavailable(NothingSent):
+    code, title = "gmail_token_unavailable", "No access token could be had; nothing was sent"
+
+
+class GmailRefused(MessageRefused):
+    code, title = "gmail_refused", "Gmail refused the request"
+
+
 class GmailRateLimited(TooManyRequests):
     code, title = "gmail_rate_limited", "Gmail is rate limiting this mailbox"
 
@@ -73,7 +91,7 @@ class GmailUnauthorized(Exception):
     """Gmail refused the access token even after a refresh (access withdrawn)."""
 
 
-class GmailForbidden(GmailError):
+class GmailForbidden(GmailRefused):
     code, title = "gmail_forbidden", "Gmail refused the call (missing permission)"
 
 
@@ -203,7 +221,7 @@ class GmailClient:
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # Nothing reached Gmail: safe to retry, even a send.
-                error: Exception = GmailError(f"Gmail could not be reached: {exc!r}")
+                error: Exception = GmailUnreachable(f"Gmail could not be reached: {exc!r}")
                 delay = None
             except httpx.HTTPError as exc:
                 if sending:
@@ -244,7 +262,7 @@ class GmailClient:
             raise GmailNotFound(f"{method_id}: {message}")
         if status == 403:
             raise GmailForbidden(f"{method_id}: {message}", reasons=sorted(reasons))
-        raise GmailError(f"{method_id} answered {status}: {message}", gmail_status=status)
+        raise GmailRefused(f"{method_id} answered {status}: {message}", gmail_status=status)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -303,7 +321,7 @@ class GmailProvider:
         self._on_revoked = on_revoked
         self._verify_token = verify_token
         self._on_daily_limit = on_daily_limit
-        self.last_thread_id: str | None = None  # of the last draft created
+        self.last_thread_id: str | None = None  # of the last draft created or message sent
 
     async def _guard(self, call: Awaitable[T]) -> T:
         try:
@@ -311,6 +329,9 @@ class GmailProvider:
         except GmailUnauthorized as exc:
             await self._on_revoked(f"Gmail refused access: {exc}")
             raise  # unreachable: on_revoked raises
+        except GoogleOAuthUnavailable as exc:
+            # The refresh comes before the call (or after its 401): the call never went.
+            raise GmailTokenUnavailable(f"the access token could not be refreshed: {exc}") from exc
         except GmailDailyLimitExceeded as exc:
             retry_at = await self._on_daily_limit()
             raise GmailDailyLimitExceeded(
@@ -332,10 +353,12 @@ class GmailProvider:
     async def send_draft(self, draft_id: str) -> str:
         self._need_drafts()
         message = await self._guard(self.client.send_draft(draft_id))
+        self.last_thread_id = message.get("threadId")
         return str(message["id"])
 
     async def send(self, message: EncodedMessage) -> str:
         sent = await self._guard(self.client.send_message(message.gmail_raw))
+        self.last_thread_id = sent.get("threadId")
         return str(sent["id"])
 
     async def delete_draft(self, draft_id: str) -> None:
@@ -351,26 +374,36 @@ class GmailProvider:
     ) -> str | None:
         """Reconcile an unknown outcome: a draft that still exists was not sent; otherwise
         look through recent SENT messages (``q`` is not allowed with gmail.metadata) for
-        our thread or our Message-ID (Gmail may move it to X-Google-Original-Message-ID)."""
+        our message: first by its thread (stored when the draft was made; the list
+        carries thread ids, so this reads no headers), then by our Message-ID (Gmail may
+        move it to X-Google-Original-Message-ID). Our drafts each start a new thread, so
+        a SENT message in it is ours (follow-ups sharing a thread must match by id)."""
         if not self.can_confirm_sends:
             raise SendsNotConfirmable("send-only Gmail cannot read the mailbox to confirm a send")
         if draft_id is not None and await self._guard(self.client.get_draft(draft_id)) is not None:
             return None
+        recent = await self._recent_sent()
+        if thread_id is not None:
+            for message_id, thread in recent:
+                if thread == thread_id:
+                    return message_id
         wanted = rfc822_message_id.strip()
+        for message_id, _ in recent:
+            if await self._has_message_id(message_id, wanted):
+                return message_id
+        return None
+
+    async def _recent_sent(self) -> list[tuple[str, str | None]]:
+        """(message id, thread id) of the latest SENT messages, newest first."""
+        found: list[tuple[str, str | None]] = []
         page_token: str | None = None
-        scanned = 0
-        while scanned < FIND_SENT_MAX_SCAN:
+        while len(found) < FIND_SENT_MAX_SCAN:
             page = await self._guard(self.client.list_sent(page_token=page_token))
-            for item in page.get("messages", []):
-                scanned += 1
-                if thread_id is not None and item.get("threadId") == thread_id:
-                    return str(item["id"])
-                if await self._has_message_id(str(item["id"]), wanted):
-                    return str(item["id"])
+            found += [(str(m["id"]), m.get("threadId")) for m in page.get("messages", [])]
             page_token = page.get("nextPageToken")
             if not page_token:
                 break
-        return None
+        return found[:FIND_SENT_MAX_SCAN]
 
     async def _has_message_id(self, message_id: str, wanted: str) -> bool:
         message = await self._guard(

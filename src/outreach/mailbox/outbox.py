@@ -45,6 +45,7 @@ class OutboxProvider:
     name = MailboxProvider.outbox
     supports_drafts = True
     can_confirm_sends = True
+    last_thread_id: str | None = None
 
     def __init__(self, root: Path, *, address: str) -> None:
         self.root = root

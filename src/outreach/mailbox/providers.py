@@ -6,8 +6,9 @@ Get one with ``await mailbox_service.provider_for(session, mailbox)``; then::
     message_id = await provider.send_draft(draft_id)
     message_id = await provider.send(message)           # send-only Gmail, SMTP, outbox
     message_id = await provider.find_sent(rfc822_message_id=..., draft_id=..., thread_id=...)
-    # Gmail: provider.last_thread_id after create_draft is the draft's thread; store it
-    # with the draft id, it makes find_sent exact even when Gmail rewrote the Message-ID.
+    # Gmail: provider.last_thread_id after create_draft / send_draft / send is the
+    # message's thread (None for other providers); store it with the email: find_sent
+    # looks in that thread first.
     profile = await provider.verify()
 
 ``message`` is an :class:`outreach.mailbox.mime.EncodedMessage` from
@@ -20,6 +21,11 @@ Errors a caller should expect (all ``kit.errors`` subclasses):
 - :class:`SendOutcomeUnknown`: a send timed out or failed with a 5xx; it may have gone
   out. Never resend blindly: reconcile with ``find_sent`` when ``can_confirm_sends``,
   otherwise record the email as ``unknown``.
+- :class:`NothingSent`: the call failed before any byte of it left the process (the
+  access token could not be refreshed, the server refused the connection or its name
+  did not resolve, the SMTP login or a temporary RCPT refusal): safe to try again later.
+- :class:`MessageRefused`: the provider refused this message for good (Gmail 4xx other
+  than 401/429 and rate limits, SMTP 5xx): end the email with the provider's reason.
 - :class:`outreach.mailbox.gmail.GmailDailyLimitExceeded`: carries ``retry_at`` (the
   mailbox's next local day); :class:`outreach.mailbox.gmail.GmailRateLimited`: retry later.
 """
@@ -29,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from outreach.kit.errors import Conflict, ServiceUnavailable
+from outreach.kit.errors import Conflict, ServiceUnavailable, Unprocessable
 from outreach.mailbox.mime import EncodedMessage
 from outreach.models import MailboxProvider
 
@@ -44,6 +50,18 @@ class MailboxRevoked(MailboxUnavailable):
 
 class SendOutcomeUnknown(ServiceUnavailable):
     code, title = "send_outcome_unknown", "The send may or may not have happened"
+
+
+class NothingSent(ServiceUnavailable):
+    """Failed before any byte of the call left the process: retrying cannot duplicate."""
+
+    code, title = "nothing_sent", "The provider could not be reached; nothing was sent"
+
+
+class MessageRefused(Unprocessable):
+    """The provider answered that it will never take this message (the reason says why)."""
+
+    code, title = "message_refused", "The provider refused this message"
 
 
 class DraftsNotSupported(Conflict):
@@ -69,6 +87,7 @@ class MailProvider(Protocol):
     name: MailboxProvider
     supports_drafts: bool  # create_draft/send_draft work (Gmail in full mode, outbox)
     can_confirm_sends: bool  # find_sent can tell whether a message went out
+    last_thread_id: str | None  # the thread of the last draft or message (Gmail only)
 
     async def create_draft(self, message: EncodedMessage) -> str:
         """Store the message as a draft; returns the draft id."""

@@ -22,6 +22,8 @@ from outreach.mailbox.mime import EncodedMessage
 from outreach.mailbox.providers import (
     DraftsNotSupported,
     MailboxProfile,
+    MessageRefused,
+    NothingSent,
     SendOutcomeUnknown,
     SendsNotConfirmable,
 )
@@ -40,8 +42,12 @@ class SmtpLoginFailed(Unprocessable):
     code, title = "smtp_login_failed", "The SMTP server refused the username or password"
 
 
-class SmtpSendFailed(Unprocessable):
+class SmtpSendFailed(MessageRefused):
     code, title = "smtp_send_failed", "The SMTP server refused the message"
+
+
+class SmtpNotReached(NothingSent):
+    code, title = "smtp_not_reached", "The SMTP server could not be reached; nothing was sent"
 
 
 def _field_error(field: str, message: str) -> list[FieldError]:
@@ -95,6 +101,7 @@ class SmtpProvider:
     name = MailboxProvider.smtp
     supports_drafts = False
     can_confirm_sends = False
+    last_thread_id: str | None = None
 
     def __init__(self, settings: SmtpSettings, *, address: str) -> None:
         self.settings = settings
@@ -153,14 +160,21 @@ class SmtpProvider:
         )
 
     async def send(self, message: EncodedMessage) -> str:
-        client = await self._connect()
+        try:
+            client = await self._connect()
+        except (SmtpUnreachable, SmtpLoginFailed) as exc:
+            # No name, no connection, no TLS or no login: the message never left.
+            raise SmtpNotReached(exc.detail) from exc
         try:
             errors, _ = await client.sendmail(
                 message.sender, list(message.recipients), message.data
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             client.close()
-            raise SmtpSendFailed(f"the server refused the recipient: {exc}") from exc
+            refusal = f"the server refused the recipient: {exc}"
+            if all(r.code < 500 for r in exc.recipients):
+                raise SmtpNotReached(f"{refusal} (temporarily)") from exc  # before DATA
+            raise SmtpSendFailed(refusal) from exc
         except aiosmtplib.SMTPResponseException as exc:
             client.close()
             if exc.code >= 500:

@@ -122,7 +122,10 @@ class ScheduledEmail(RecordModel):
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     thread_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(default=0)
+    # ready: not claimed before this; pending: when the sweep next makes sure it is prepared.
     next_attempt_at: Mapped[datetime | None]
+    # Set at the first failure that left nothing sent: retried until then, then failed.
+    retry_deadline: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(1000))
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
