@@ -16,6 +16,7 @@ It stores drafts and sent messages per account, and can be told to fail::
     fake_gmail.fail("gmail.users.getProfile", status=429, retry_after=0)
     fake_gmail.fail("gmail.users.messages.send", status=403, reason="dailyLimitExceeded")
     fake_gmail.delay("gmail.users.messages.send", 2.0)                  # slow
+    fake_gmail.refuse("gmail.users.drafts.create", to="x@y.com")        # 400, every time
 
 PYTEST_DONT_REWRITE
 """
@@ -163,6 +164,7 @@ class FakeGmail:
         self.mailboxes: dict[str, Mailbox] = {}
         self.calls: list[tuple[str, dict[str, list[str]]]] = []
         self.failures: dict[str, list[Failure]] = {}
+        self.refusals: dict[tuple[str, str], tuple[int, str]] = {}  # (method, to) -> answer
         self.delays: dict[str, float] = {}
         self.rewrite_message_id = False  # True: Gmail-style new Message-ID on send
         self._ids = itertools.count(0x18C0000000000000)
@@ -201,6 +203,13 @@ class FakeGmail:
         default_reason = {429: "rateLimitExceeded", 401: "authError"}.get(status, "backendError")
         failure = Failure(status, reason or default_reason, apply, retry_after)
         self.failures.setdefault(method_id, []).extend([failure] * times)
+
+    def refuse(
+        self, method_id: str, *, to: str, status: int = 400, message: str = "Invalid To header"
+    ) -> None:
+        """Every call of ``method_id`` whose message is addressed to ``to`` is refused
+        with ``status`` (a permanent refusal: it never goes away by itself)."""
+        self.refusals[(method_id, to.lower())] = (status, message)
 
     def delay(self, method_id: str, seconds: float) -> None:
         self.delays[method_id] = seconds
@@ -313,6 +322,9 @@ class FakeGmail:
         )
         if method_id in self.delays:
             await asyncio.sleep(self.delays[method_id])
+        refusal = self._refusal(method_id, email, body)
+        if refusal is not None:
+            return _error_response(*refusal, "invalidArgument", "INVALID_ARGUMENT")
         failures = self.failures.get(method_id)
         failure = failures.pop(0) if failures else None
         if failure is not None and not failure.apply:
@@ -326,6 +338,23 @@ class FakeGmail:
         if result is None:
             return Response(status_code=204)
         return JSONResponse(result)
+
+    def _refusal(self, method_id: str, email: str, body: Any) -> tuple[int, str] | None:
+        if not any(method == method_id for method, _ in self.refusals):
+            return None
+        payload = body or {}
+        if method_id == "gmail.users.drafts.send":
+            draft = self.mailbox(email).drafts.get(str(payload.get("id")))
+            raw = draft.raw if draft is not None else b""
+        else:
+            text = (payload.get("message") or payload).get("raw") or ""
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        to = BytesParser(policy=policy.default).parsebytes(raw)["To"]
+        addresses = {a.addr_spec.lower() for a in to.addresses} if to is not None else set()
+        for address in addresses:
+            if (method_id, address) in self.refusals:
+                return self.refusals[(method_id, address)]
+        return None
 
     @staticmethod
     def _failure_response(failure: Failure) -> JSONResponse:

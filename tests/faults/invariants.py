@@ -12,6 +12,9 @@
   ``awaiting_approval``); an email marked ``sent`` was really delivered, and
   every delivered message belongs to an email marked ``sent`` (or ``unknown``,
   where the provider cannot tell us).
+* **None stalled**: every ``pending`` email of a live campaign has a next try:
+  a planned one (``next_attempt_at``), or it changed less than
+  ``prepare_stall_seconds`` ago (the tick's sweep looks at it then).
 
 Rows are read as plain columns, never through the session's identity map, so
 what is checked is what the database holds.
@@ -24,6 +27,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from email import policy
 from pathlib import Path
 
@@ -32,8 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.config import get_settings
 from outreach.credits.pricing import pricing_from_settings
+from outreach.kit.clock import utcnow
 from outreach.models import CreditAccount, LedgerEntry, LedgerReason
-from outreach.models.campaign import EmailStatus, ScheduledEmail
+from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
 from tests.fakes.gmail import FakeGmail
 
 REFUNDED = frozenset({EmailStatus.failed, EmailStatus.cancelled, EmailStatus.skipped})
@@ -172,6 +177,23 @@ async def _check_emails(
     return statuses
 
 
+async def _check_next_attempts(session: AsyncSession) -> None:
+    stall = timedelta(seconds=get_settings().prepare_stall_seconds)
+    stalled = (
+        await session.execute(
+            select(ScheduledEmail.id, ScheduledEmail.updated_at)
+            .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
+            .where(
+                ScheduledEmail.status == EmailStatus.pending,
+                Campaign.status.in_([CampaignStatus.scheduled, CampaignStatus.sending]),
+                ScheduledEmail.next_attempt_at.is_(None),
+                ScheduledEmail.updated_at < utcnow() - stall,
+            )
+        )
+    ).all()
+    assert not stalled, f"pending with no next try: {stalled}"
+
+
 async def check_invariants(
     session: AsyncSession, *, delivered: Iterable[str], in_flight: bool = False
 ) -> Summary:
@@ -183,4 +205,5 @@ async def check_invariants(
     balances = await _check_ledger(session)
     waiting = WAITING | {EmailStatus.sending} if in_flight else WAITING
     statuses = await _check_emails(session, delivered, waiting)
+    await _check_next_attempts(session)
     return Summary(balances=balances, statuses=statuses, delivered=len(delivered))

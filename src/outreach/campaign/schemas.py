@@ -91,6 +91,20 @@ class EmailCounts(BaseModel):
     unknown: int = 0
 
 
+class EmailError(BaseModel):
+    """The latest problem of one of the campaign's emails: a final failure, or the
+    reason of a retry still planned (``retry_at``)."""
+
+    email_id: uuid.UUID
+    to_address: str
+    status: EmailStatus
+    error: str
+    at: datetime = Field(description="When the email last changed")
+    retry_at: datetime | None = Field(
+        description="The next try, while the email is still being retried"
+    )
+
+
 class CampaignOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -116,6 +130,9 @@ class CampaignOut(BaseModel):
     scheduled_at: datetime | None
     created_at: datetime
     counts: EmailCounts
+    last_error: EmailError | None = Field(
+        default=None, description="The most recent error of any of its emails"
+    )
 
 
 class PreviewEmail(BaseModel):
@@ -169,7 +186,12 @@ class ScheduledEmailOut(BaseModel):
     attempts: int
     sent_at: datetime | None
     last_error: str | None
+    next_attempt_at: datetime | None = Field(
+        description="Not tried again before this (a retry planned after a failure)"
+    )
+    refunded: bool = Field(description="Its credit was given back (failed, cancelled, skipped)")
     provider_message_id: str | None
+    thread_id: str | None = Field(description="Gmail's thread of the message (Gmail only)")
 
 
 class ApproveRequest(BaseModel):
@@ -184,6 +206,7 @@ class ApproveOut(BaseModel):
 
 class StatsOut(BaseModel):
     counts: EmailCounts
+    last_error: EmailError | None = None
     unsubscribed: int
     sent_per_day: dict[str, int]
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from outreach.campaign.audience import campaign_recipients, recipient_fields
 from outreach.campaign.planning import emails_per_day
 from outreach.campaign.schemas import (
     CampaignOut,
     EmailCounts,
+    EmailError,
     PreviewEmail,
     PreviewOut,
     ProjectedSchedule,
@@ -29,20 +32,67 @@ from outreach.kit.clock import utcnow
 from outreach.mailbox.mime import make_message_id
 from outreach.mailbox.service import mailbox_service
 from outreach.models import Mailbox, User
-from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
+from outreach.models.campaign import (
+    FINAL_EMAIL_STATUSES,
+    Campaign,
+    EmailStatus,
+    ScheduledEmail,
+)
 from outreach.models.suppression import Suppression
 from outreach.template.profile import sender_profile
 from outreach.template.service import template_service
 
 
-def _out(campaign: Campaign, counts: EmailCounts) -> CampaignOut:
-    fields = set(CampaignOut.model_fields) - {"counts"}
-    return CampaignOut(**{name: getattr(campaign, name) for name in fields}, counts=counts)
+def _out(campaign: Campaign, counts: EmailCounts, last_error: EmailError | None) -> CampaignOut:
+    fields = set(CampaignOut.model_fields) - {"counts", "last_error"}
+    return CampaignOut(
+        **{name: getattr(campaign, name) for name in fields},
+        counts=counts,
+        last_error=last_error,
+    )
 
 
 async def campaigns_out(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignOut]:
-    counts = await campaign_service.counts(session, [c.id for c in campaigns])
-    return [_out(c, counts[c.id]) for c in campaigns]
+    ids = [c.id for c in campaigns]
+    counts = await campaign_service.counts(session, ids)
+    errors = await last_errors(session, ids)
+    return [_out(c, counts[c.id], errors.get(c.id)) for c in campaigns]
+
+
+async def last_errors(
+    session: AsyncSession, campaign_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, EmailError]:
+    """The latest error of each campaign's emails (failed, or retried), in one query."""
+    latest = (
+        select(
+            ScheduledEmail,
+            func.row_number()
+            .over(
+                partition_by=ScheduledEmail.campaign_id,
+                order_by=(ScheduledEmail.updated_at.desc(), ScheduledEmail.id),
+            )
+            .label("rank"),
+        )
+        .where(
+            ScheduledEmail.campaign_id.in_(campaign_ids),
+            ScheduledEmail.last_error.is_not(None),
+            ScheduledEmail.status != EmailStatus.sent,
+        )
+        .subquery()
+    )
+    email = aliased(ScheduledEmail, latest)
+    rows = await session.scalars(select(email).where(latest.c.rank == 1))
+    return {
+        e.campaign_id: EmailError(
+            email_id=e.id,
+            to_address=e.to_address,
+            status=e.status,
+            error=e.last_error or "",
+            at=e.updated_at,
+            retry_at=e.next_attempt_at if e.status not in FINAL_EMAIL_STATUSES else None,
+        )
+        for e in rows
+    }
 
 
 async def campaign_out(session: AsyncSession, campaign: Campaign) -> CampaignOut:
@@ -165,4 +215,10 @@ async def stats(session: AsyncSession, *, campaign: Campaign) -> StatsOut:
     per_day = emails_per_day(
         (t for t in sent_times if t is not None), campaign_timezone(campaign, mailbox)
     )
-    return StatsOut(counts=counts, unsubscribed=int(unsubscribed or 0), sent_per_day=per_day)
+    errors = await last_errors(session, [campaign.id])
+    return StatsOut(
+        counts=counts,
+        last_error=errors.get(campaign.id),
+        unsubscribed=int(unsubscribed or 0),
+        sent_per_day=per_day,
+    )
