@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +32,7 @@ from outreach.campaign.schemas import CampaignCreate
 from outreach.campaign.service import campaign_service
 from outreach.config import Settings, use_settings
 from outreach.credits.service import credit_service
-from outreach.kit.clock import Clock
+from outreach.kit.clock import Clock, utcnow
 from outreach.kit.crypto import encrypt_secret
 from outreach.kit.db import Database
 from outreach.models import (
@@ -565,3 +566,58 @@ async def test_emails_whose_preparation_never_completes_fail_refunded_after_the_
         assert all("not prepared in time" in (e.last_error or "") for e in emails.values())
         assert await credit_service.get_balance(session, user_id=draft.user_id) == 20
         await check_invariants(session, delivered=[])
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+def emails_sent_metric() -> float:
+    return REGISTRY.get_sample_value("outreach_emails_sent_total", {"provider": "outbox"}) or 0.0
+
+
+class HeldRecorder(sending.SentRecorder):
+    """Keeps the outcomes instead of writing them: the writer is stuck (a slow commit)."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.held: list[tuple[Any, ...]] = []
+
+    def record(self, *outcome: Any) -> None:
+        self.held.append(outcome)
+
+
+async def test_a_send_recorded_after_its_lease_was_reconciled_is_counted_once(
+    committing_database: Database,
+    outbox_settings: Settings,
+    jobs_on: None,
+    frozen_clock: Clock,
+) -> None:
+    frozen_clock.freeze(START - timedelta(hours=2))
+    draft = await draft_campaign(committing_database, emails=1)
+    await schedule(committing_database, draft.campaign_id, draft.user_id)
+    frozen_clock.freeze(START)
+    before = emails_sent_metric()
+    async with committing_database.session() as session:
+        ids = await sending.claim_due_emails(session, mailbox_id=draft.mailbox_id, now=START)
+    assert len(ids) == 1
+    held = HeldRecorder(committing_database)
+    for claimed in await sending._load_claimed(committing_database, ids):
+        await sending._send_claimed(committing_database, claimed, held)
+    assert len(held.held) == 1  # sent; its outcome not written yet
+
+    # The lease runs out meanwhile: the next tick finds the message and records it.
+    frozen_clock.advance(sending.LEASE + timedelta(minutes=1))
+    assert await sending.recover_expired_leases(committing_database, utcnow()) == 1
+    assert emails_sent_metric() == before + 1
+    # Then the stuck writer gets through: nothing to write, nothing to count again.
+    late = sending.SentRecorder(committing_database)
+    late.record(*held.held[0])
+    await late.drain()
+    assert emails_sent_metric() == before + 1
+    async with committing_database.session() as session:
+        (email,) = (await emails_of(session, draft.campaign_id)).values()
+        assert email.status == EmailStatus.sent
+        summary = await check_invariants(
+            session, delivered=outbox_deliveries(outbox_settings.outbox_path)
+        )
+        assert summary.delivered == 1
