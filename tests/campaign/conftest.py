@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -149,6 +150,11 @@ def arm_crash(monkeypatch: pytest.MonkeyPatch, point: str, *, countdown: int = 0
 
         return run
 
+    # Each module of the sending package calls the others' functions by the names it
+    # imported: the crash is armed wherever the function is looked up.
+    modules = [sending, *(m for m in vars(sending).values() if isinstance(m, ModuleType))]
     for name, when in CRASH_POINTS[point]:
-        monkeypatch.setattr(sending, name, crashing(getattr(sending, name), when))
+        for module in modules:
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, crashing(getattr(module, name), when))
     return remaining

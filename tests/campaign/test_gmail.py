@@ -311,7 +311,7 @@ async def test_a_message_that_cannot_be_built_fails_alone_and_leaves_no_orphan_d
     frozen_clock.freeze(START - timedelta(hours=1))
     campaign, _ = await scheduled_campaign(session, fake_google, emails=3)
     campaign_id = campaign.id
-    real_build = sending.build_mime
+    real_build = sending.preparing.build_mime
     calls = {"n": 0}
 
     def failing_second(*args: object) -> object:
@@ -320,16 +320,16 @@ async def test_a_message_that_cannot_be_built_fails_alone_and_leaves_no_orphan_d
             raise RuntimeError("a header the email library cannot write")
         return real_build(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sending, "build_mime", failing_second)
+    monkeypatch.setattr(sending.preparing, "build_mime", failing_second)
     # The job does not give up: that email fails with the reason, the others go on.
     assert await sending.prepare_campaign_emails(database, campaign_id) == 2
     monkeypatch.undo()
     box = fake_gmail.mailbox(GMAIL)
     rows = (
         await session.execute(
-            select(
-                ScheduledEmail.status, ScheduledEmail.draft_id, ScheduledEmail.last_error
-            ).where(ScheduledEmail.campaign_id == campaign_id)
+            select(ScheduledEmail.status, ScheduledEmail.draft_id, ScheduledEmail.last_error).where(
+                ScheduledEmail.campaign_id == campaign_id
+            )
         )
     ).all()
     assert sorted(status for status, _, _ in rows) == sorted(

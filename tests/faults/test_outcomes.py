@@ -501,7 +501,7 @@ async def test_the_sweep_restarts_a_preparation_that_died_midway(
 
     monkeypatch.setattr(sending, "prepare_campaign_emails", lost)
     await schedule(committing_database, draft.campaign_id, draft.user_id)
-    monkeypatch.setattr(sending, "_prepare_one", dies_after_two)
+    monkeypatch.setattr(sending.preparing, "_prepare_one", dies_after_two)
     with pytest.raises(JobKilled):
         await real_prepare(committing_database, draft.campaign_id)
     monkeypatch.undo()

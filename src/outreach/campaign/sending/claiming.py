@@ -1,0 +1,172 @@
+"""Claiming due emails under a lease, never past a mailbox's or a campaign's daily cap.
+
+The mailbox row is locked on PostgreSQL (SQLite serialises writers), so several
+workers count and claim one after the other; emails over a cap move to the next window.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outreach.campaign.sending.rules import _ACTIVE, CLAIM_BATCH, LEASE
+from outreach.campaign.service import campaign_service
+from outreach.kit import metrics
+from outreach.models import Mailbox, MailboxStatus
+from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
+
+
+def mailbox_day_start(mailbox: Mailbox, now: datetime) -> datetime:
+    zone = ZoneInfo(mailbox.timezone)
+    local_day = now.astimezone(zone).date()
+    return datetime.combine(local_day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+# -- claiming ------------------------------------------------------------------------
+
+
+async def _sent_today(session: AsyncSession, mailbox: Mailbox, now: datetime) -> int:
+    """Sends of the mailbox's current day, plus those in flight (they may land today)."""
+    day_start = mailbox_day_start(mailbox, now)
+    count = await session.scalar(
+        select(func.count())
+        .select_from(ScheduledEmail)
+        .where(
+            ScheduledEmail.mailbox_id == mailbox.id,
+            or_(
+                ScheduledEmail.sent_at >= day_start,
+                ScheduledEmail.status == EmailStatus.sending,
+                and_(
+                    ScheduledEmail.status == EmailStatus.unknown,
+                    ScheduledEmail.updated_at >= day_start,
+                ),
+            ),
+        )
+    )
+    return int(count or 0)
+
+
+async def claim_due_emails(
+    session: AsyncSession, *, mailbox_id: uuid.UUID, now: datetime
+) -> list[uuid.UUID]:
+    """Claim this mailbox's due emails under a lease, never past its daily cap.
+
+    Locks the mailbox row (PostgreSQL) so two workers count and claim one after
+    the other; SQLite's BEGIN IMMEDIATE does the same."""
+    mailbox = await session.scalar(
+        select(Mailbox).where(Mailbox.id == mailbox_id).with_for_update()
+    )
+    if mailbox is None or mailbox.status != MailboxStatus.active:
+        return []
+    if mailbox.sending_deferred_until is not None and mailbox.sending_deferred_until > now:
+        return []
+    room = mailbox.daily_cap - await _sent_today(session, mailbox, now)
+    if room <= 0:
+        await _defer_to_next_window(session, mailbox, now)
+        return []
+    due = (
+        select(ScheduledEmail.id, ScheduledEmail.campaign_id, Campaign.daily_cap)
+        .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
+        .where(
+            ScheduledEmail.mailbox_id == mailbox_id,
+            ScheduledEmail.status == EmailStatus.ready,
+            ScheduledEmail.due_at <= now,
+            or_(ScheduledEmail.next_attempt_at.is_(None), ScheduledEmail.next_attempt_at <= now),
+            Campaign.status.in_(_ACTIVE),
+        )
+        .order_by(ScheduledEmail.due_at)
+        .limit(min(room, CLAIM_BATCH))
+        .with_for_update(skip_locked=True, of=ScheduledEmail)
+    )
+    rows = list((await session.execute(due)).all())
+    ids = await _within_campaign_caps(session, mailbox, rows, now)
+    if not ids:
+        return []
+    await session.execute(
+        update(ScheduledEmail)
+        .where(ScheduledEmail.id.in_(ids))
+        .values(
+            status=EmailStatus.sending,
+            lease_until=now + LEASE,
+            attempts=ScheduledEmail.attempts + 1,
+            updated_at=now,
+        )
+    )
+    return ids
+
+
+async def _within_campaign_caps(
+    session: AsyncSession, mailbox: Mailbox, rows: list[Any], now: datetime
+) -> list[uuid.UUID]:
+    """Drop claims past a campaign's own daily cap (its override of the mailbox cap);
+    a campaign at its cap has its due emails moved to the next window."""
+    capped = {campaign_id: cap for _, campaign_id, cap in rows if cap is not None}
+    if not capped:
+        return [email_id for email_id, _, _ in rows]
+    day_start = mailbox_day_start(mailbox, now)
+    counts = dict(
+        (
+            await session.execute(
+                select(ScheduledEmail.campaign_id, func.count())
+                .where(
+                    ScheduledEmail.campaign_id.in_(capped),
+                    or_(
+                        ScheduledEmail.sent_at >= day_start,
+                        ScheduledEmail.status == EmailStatus.sending,
+                    ),
+                )
+                .group_by(ScheduledEmail.campaign_id)
+            )
+        ).all()
+    )
+    room = {campaign_id: cap - counts.get(campaign_id, 0) for campaign_id, cap in capped.items()}
+    kept: list[uuid.UUID] = []
+    for email_id, campaign_id, _ in rows:
+        if campaign_id not in room:
+            kept.append(email_id)
+        elif room[campaign_id] > 0:
+            room[campaign_id] -= 1
+            kept.append(email_id)
+    tomorrow = mailbox_day_start(mailbox, now + timedelta(days=1))
+    for campaign_id, left in room.items():
+        if left <= 0 and counts.get(campaign_id, 0) >= capped[campaign_id]:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is not None:
+                moved = await campaign_service.replan_overdue(
+                    session, campaign=campaign, mailbox=mailbox, after=tomorrow
+                )
+                _count_deferred(session, mailbox, moved)
+    return kept
+
+
+async def _defer_to_next_window(session: AsyncSession, mailbox: Mailbox, now: datetime) -> None:
+    """The cap is reached: emails already due move to their campaign's next window."""
+    campaign_ids = await session.scalars(
+        select(ScheduledEmail.campaign_id)
+        .where(
+            ScheduledEmail.mailbox_id == mailbox.id,
+            ScheduledEmail.status == EmailStatus.ready,
+            ScheduledEmail.due_at <= now,
+        )
+        .distinct()
+    )
+    tomorrow = mailbox_day_start(mailbox, now + timedelta(days=1))
+    for campaign_id in list(campaign_ids):
+        campaign = await session.get(Campaign, campaign_id)
+        if campaign is not None:
+            moved = await campaign_service.replan_overdue(
+                session, campaign=campaign, mailbox=mailbox, after=tomorrow
+            )
+            _count_deferred(session, mailbox, moved)
+
+
+def _count_deferred(session: AsyncSession, mailbox: Mailbox, emails: int) -> None:
+    if emails > 0:
+        metrics.count_after_commit(
+            session, metrics.EMAILS_DEFERRED_BY_CAP.labels(mailbox.provider.value), emails
+        )

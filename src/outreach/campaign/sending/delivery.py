@@ -1,0 +1,277 @@
+"""The send tick: sweep, reconcile expired leases, claim per mailbox, send each claimed
+email in its own session, and reconcile every send whose outcome is unknown."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+
+from outreach.campaign.sending.claiming import _count_deferred, claim_due_emails
+from outreach.campaign.sending.messages import build_mime, resume_attachment
+from outreach.campaign.sending.preparing import sweep_unprepared_emails
+from outreach.campaign.sending.recording import (
+    SentRecorder,
+    _complete_finished_campaigns,
+    _fail,
+    _finish_sent,
+    _record_sent,
+    _retry_later,
+    after_sends,
+    retry_or_fail,
+)
+from outreach.campaign.sending.rules import MAX_ATTEMPTS, log
+from outreach.config import get_settings
+from outreach.kit import metrics
+from outreach.kit.clock import utcnow
+from outreach.kit.db import Database
+from outreach.kit.errors import AppError, NotFound
+from outreach.mailbox.gmail import GmailDailyLimitExceeded, GmailRateLimited
+from outreach.mailbox.mime import Attachment, EncodedMessage
+from outreach.mailbox.providers import (
+    MailboxUnavailable,
+    MailProvider,
+    NothingSent,
+    SendOutcomeUnknown,
+)
+from outreach.mailbox.service import mailbox_service
+from outreach.models import Mailbox
+from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
+
+
+async def _reconcile(
+    session: AsyncSession,
+    email: ScheduledEmail,
+    mailbox: Mailbox,
+    provider: MailProvider,
+    error: str,
+) -> None:
+    """The send may have happened: find out before anything else."""
+    if not provider.can_confirm_sends:
+        email.status = EmailStatus.unknown  # never resent, not refunded, shown to the user
+        email.lease_until = None
+        email.last_error = f"outcome unknown: {error}"[:1000]
+        metrics.count_after_commit(session, metrics.EMAILS_UNKNOWN.labels(mailbox.provider.value))
+        return
+    found = await provider.find_sent(
+        rfc822_message_id=email.rfc822_message_id,
+        draft_id=email.draft_id,
+        thread_id=email.thread_id,
+    )
+    if found is not None:
+        await _finish_sent(session, email, mailbox, found)
+    elif email.draft_id is not None and error.startswith("draft gone"):
+        await _fail(
+            session, email, mailbox, "the draft was deleted in the mailbox before it was sent"
+        )
+    elif email.attempts >= MAX_ATTEMPTS:
+        await _fail(session, email, mailbox, error)
+    else:
+        _retry_later(email, error)
+
+
+async def send_one(
+    session: AsyncSession,
+    email: ScheduledEmail,
+    mailbox: Mailbox,
+    attachment: Attachment | None,
+    sent: SentRecorder,
+) -> None:
+    """Send one claimed email; every path ends in a committed, truthful status."""
+    try:
+        provider = await mailbox_service.provider_for(session, mailbox)
+    except MailboxUnavailable as exc:
+        _retry_later(email, str(exc))
+        email.attempts -= 1  # not an attempt: the campaign is paused until reconnected
+        return
+    try:
+        if email.draft_id is not None and provider.supports_drafts:
+            message_id = await provider.send_draft(email.draft_id)
+        elif email.mime is not None:
+            message_id = await provider.send(
+                EncodedMessage(
+                    data=email.mime,
+                    message_id=email.rfc822_message_id,
+                    sender=mailbox.address,
+                    recipients=(email.to_address,),
+                ).dated(utcnow())
+            )
+        else:
+            message_id = await provider.send(build_mime(email, mailbox, attachment))
+    except SendOutcomeUnknown as exc:
+        await _reconcile(session, email, mailbox, provider, str(exc))
+        return
+    except GmailRateLimited as exc:
+        _retry_later(email, str(exc))
+        return
+    except GmailDailyLimitExceeded as exc:
+        retry_at = exc.extra.get("retry_at")
+        _retry_later(email, str(exc), at=datetime.fromisoformat(retry_at) if retry_at else None)
+        email.attempts -= 1
+        _count_deferred(session, mailbox, 1)  # Gmail's own daily cap
+        return
+    except MailboxUnavailable as exc:
+        _retry_later(email, str(exc))
+        email.attempts -= 1
+        return
+    except NotFound as exc:
+        # The draft is gone: sent by hand, or deleted by the user in the mailbox.
+        await _reconcile(session, email, mailbox, provider, f"draft gone: {exc}")
+        return
+    except NothingSent as exc:  # nothing left the process: safe to send again later
+        await retry_or_fail(session, email, mailbox, str(exc))
+        return
+    except AppError as exc:  # refused for good (MessageRefused) or not sendable at all
+        await _fail(session, email, mailbox, str(exc))
+        return
+    await session.commit()  # a refreshed token; and SQLite has one writer at a time
+    thread_id = provider.last_thread_id or email.thread_id
+    await _record_sent(sent, email.id, message_id, mailbox.provider.value, thread_id)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    email: ScheduledEmail  # detached, with its stored MIME
+    mailbox: Mailbox  # detached
+    attachment: Attachment | None  # for a message built at send time
+
+
+async def _load_claimed(database: Database, ids: list[uuid.UUID]) -> list[_Claimed]:
+    """The claimed emails with their mailboxes, in one query per chunk (not one per email),
+    and each attached resume read from storage once (not once per email)."""
+    claimed: list[_Claimed] = []
+    attachments: dict[uuid.UUID, Attachment | None] = {}
+    async with database.session() as session:
+        for start in range(0, len(ids), 500):
+            rows = await session.execute(
+                select(ScheduledEmail, Mailbox, Campaign.resume_id)
+                .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
+                .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
+                .where(
+                    ScheduledEmail.id.in_(ids[start : start + 500]),
+                    ScheduledEmail.status == EmailStatus.sending,
+                )
+                .options(undefer(ScheduledEmail.mime))
+            )
+            for email, mailbox, resume_id in rows:
+                attachment = None
+                if email.mime is None and email.draft_id is None and resume_id is not None:
+                    if resume_id not in attachments:
+                        attachments[resume_id] = await resume_attachment(session, resume_id)
+                    attachment = attachments[resume_id]
+                claimed.append(_Claimed(email, mailbox, attachment))
+    by_id = {c.email.id: c for c in claimed}
+    return [by_id[email_id] for email_id in ids if email_id in by_id]
+
+
+async def _send_claimed(database: Database, claimed: _Claimed, sent: SentRecorder) -> None:
+    async with database.session() as session:
+        # Copies of the loaded rows, without a query: the send holds no transaction
+        # (and no pooled connection) while it waits for the provider.
+        mailbox = await session.merge(claimed.mailbox, load=False)
+        email = await session.merge(claimed.email, load=False)
+        await send_one(session, email, mailbox, claimed.attachment, sent)
+
+
+async def recover_expired_leases(database: Database, now: datetime) -> int:
+    """A worker died holding these: reconcile each before anything is resent."""
+    async with database.session() as session:
+        ids = list(
+            (
+                await session.scalars(
+                    select(ScheduledEmail.id).where(
+                        ScheduledEmail.status == EmailStatus.sending,
+                        ScheduledEmail.lease_until < now,
+                    )
+                )
+            ).all()
+        )
+    for email_id in ids:
+        try:
+            await _recover_one(database, email_id)
+        except AppError as exc:
+            # The provider cannot tell us yet (its reads fail): the email stays claimed
+            # and the next tick asks again; the other mailboxes must not wait for it.
+            log.warning("lease not reconciled yet", email_id=str(email_id), error=str(exc))
+    await after_sends(database, ids)
+    return len(ids)
+
+
+async def _recover_one(database: Database, email_id: uuid.UUID) -> None:
+    async with database.session() as session:
+        email = await session.get(ScheduledEmail, email_id, with_for_update=True)
+        if email is None or email.status != EmailStatus.sending:
+            return
+        mailbox = await session.get(Mailbox, email.mailbox_id)
+        assert mailbox is not None
+        try:
+            provider = await mailbox_service.provider_for(session, mailbox)
+        except MailboxUnavailable:
+            return
+        await _reconcile(session, email, mailbox, provider, "worker stopped during the send")
+
+
+async def send_due_emails(database: Database) -> int:
+    """One tick: restart stalled preparations, reconcile expired leases, then claim and
+    send due emails per mailbox."""
+    now = utcnow()
+    await sweep_unprepared_emails(database, now)
+    await recover_expired_leases(database, now)
+    async with database.session() as session:
+        mailbox_ids = list(
+            (
+                await session.scalars(
+                    select(ScheduledEmail.mailbox_id)
+                    .where(ScheduledEmail.status == EmailStatus.ready, ScheduledEmail.due_at <= now)
+                    .distinct()
+                )
+            ).all()
+        )
+    concurrency = get_settings().send_concurrency
+    sent = SentRecorder(database)
+    claimed: list[uuid.UUID] = []
+    if concurrency <= 1:
+        for mailbox_id in mailbox_ids:
+            async with database.session() as session:
+                claimed += await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
+        for email in await _load_claimed(database, claimed):
+            await _send_claimed(database, email, sent)
+            await sent.drain()  # strictly one at a time (tests share one connection)
+    else:
+        # Sends wait on the network, so they run side by side (each its own
+        # session), and a mailbox's sends start while the next mailbox is claimed;
+        # one failing send must not stop the others.
+        limit = asyncio.Semaphore(concurrency)
+
+        async def send(email: _Claimed) -> None:
+            async with limit:
+                await _send_claimed(database, email, sent)
+
+        loaded: list[_Claimed] = []
+        in_flight: list[asyncio.Task[None]] = []
+        try:
+            for mailbox_id in mailbox_ids:
+                async with database.session() as session:
+                    ids = await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
+                claimed += ids
+                batch = await _load_claimed(database, ids)
+                loaded += batch
+                in_flight += [asyncio.create_task(send(email)) for email in batch]
+        finally:
+            results = await asyncio.gather(*in_flight, return_exceptions=True)
+            await sent.drain()
+        for email, result in zip(loaded, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error(
+                    "send failed unexpectedly; its lease will be reconciled",
+                    email_id=str(email.email.id),
+                    error=repr(result),
+                )
+    await after_sends(database, claimed)
+    await _complete_finished_campaigns(database)
+    return len(claimed)
