@@ -31,6 +31,10 @@ class HeaderInjection(Unprocessable):
     code, title = "header_injection", "A header value contains a line break"
 
 
+class InvalidHeader(Unprocessable):
+    code, title = "invalid_header", "A header value cannot be written in a message"
+
+
 class MessageTooLarge(Unprocessable):
     code, title = "message_too_large", "The message is larger than Gmail accepts"
 
@@ -61,6 +65,8 @@ class OutgoingEmail:
     list_unsubscribe: tuple[str, ...] = ()  # URLs (https://…, mailto:…), in order
     one_click_unsubscribe: bool = False  # adds List-Unsubscribe-Post (RFC 8058)
     message_id: str | None = None  # "<…@…>"; generated when absent
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
