@@ -1,10 +1,20 @@
-"""Building outgoing messages: one encoded message (policy SMTP) for every provider.
+"""Building outgoing messages: the one place that writes message headers, for every provider.
 
-Header values never contain CR or LF (header injection), non-ASCII subjects and
-names are RFC 2047 encoded by the policy, and the whole message is checked
-against Gmail's 25 MB limit before any call is made. A message is serialised
-once: providers (and the stored MIME of send-only and SMTP campaigns) take the
-bytes, never an ``EmailMessage`` to serialise again.
+Python's ``email`` policies fold a header after encoding it, which RFC 2047-encodes
+``List-Unsubscribe`` (no mail program then finds the link), folds a display name
+unquoted (a comma in it becomes a second recipient) and joins encoded words across a
+space. So the headers are written here, field by field: structured fields (addresses,
+Message-ID, In-Reply-To, References, List-Unsubscribe) are never encoded; a display name
+is quoted, or encoded as one phrase, before any folding; a subject is written as it is
+when it is plain ASCII, else as encoded words that split between characters only and
+carry every space inside them. A line is folded only at whitespace that is part of the
+value (or between encoded words), so unfolding gives the value back exactly. No control
+character (``kit.text.control_character``) is ever written: such a value is refused,
+naming the field. The body (alternatives, attachments) is still built by ``EmailMessage``.
+
+A message is serialised once: providers (and the stored MIME of send-only and SMTP
+campaigns) take the bytes, never an ``EmailMessage`` to serialise again, and the whole
+message is checked against Gmail's 25 MB limit before any call is made.
 """
 
 from __future__ import annotations
@@ -12,27 +22,43 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
 from outreach.kit.clock import utcnow
 from outreach.kit.errors import FieldError, Unprocessable
+from outreach.kit.text import control_character
 
 GMAIL_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 _DATE_HEADER = re.compile(rb"(?m)^Date: [^\r\n]*")
-
-
-class HeaderInjection(Unprocessable):
-    code, title = "header_injection", "A header value contains a line break"
+LINE_LIMIT = 998  # RFC 5322 2.1.1: MUST, without the CRLF
+FOLD_AT = 78  # RFC 5322 2.1.1: SHOULD
+_WORD_LIMIT = 75  # RFC 2047 2: an encoded word is at most 75 characters
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+_MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+_URL = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII, no space, no < or >
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+_Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_STRUCTURED = frozenset({"message-id", "in-reply-to", "references"})
+_WRITTEN_HERE = frozenset(
+    {"from", "to", "subject", "date", "list-unsubscribe", "list-unsubscribe-post"}
+    | _STRUCTURED
+    | {"mime-version", "content-type", "content-transfer-encoding", "cc", "bcc"}
+)
 
 
 class InvalidHeader(Unprocessable):
     code, title = "invalid_header", "A header value cannot be written in a message"
+
+
+class HeaderInjection(InvalidHeader):
+    code, title = "header_injection", "A header value contains a line break"
 
 
 class MessageTooLarge(Unprocessable):
@@ -97,51 +123,255 @@ class EncodedMessage:
         return {name: str(value) for name, value in parsed.items()}
 
 
-def _check_header(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise HeaderInjection(
-            f"the {name} header must not contain a line break",
-            errors=[FieldError(loc=[name], message="CR or LF in a header value")],
-        )
-    return value
+def check_header_text(field_name: str, value: str) -> str:
+    """``value`` unchanged, or :class:`InvalidHeader` naming ``field_name`` when it holds a
+    character no header may carry (CR and LF: :class:`HeaderInjection`)."""
+    found = control_character(value)
+    if found is None:
+        return value
+    error = HeaderInjection if ("\r" in value or "\n" in value) else InvalidHeader
+    raise error(
+        f"the {field_name} contains {found}, which cannot be written in a header",
+        errors=[FieldError(loc=[field_name], message=f"{found} cannot be written in a header")],
+    )
 
 
-def _address(name: str, display: str | None, address: str) -> Address:
-    _check_header(name, address)
-    if display is not None:
-        _check_header(name, display)
-    username, at, domain = address.rpartition("@")
-    if not at or not username or not domain:
+def _refuse(field_name: str, message: str) -> InvalidHeader:
+    return InvalidHeader(
+        f"the {field_name} {message}", errors=[FieldError(loc=[field_name], message=message)]
+    )
+
+
+# -- encoded words (RFC 2047) ---------------------------------------------------------
+
+
+def _q_cost(character: str) -> int:
+    if character in _Q_SAFE or character == " ":
+        return 1
+    return 3 * len(character.encode("utf-8"))
+
+
+def _q_payload(text: str) -> str:
+    out = []
+    for character in text:
+        if character in _Q_SAFE:
+            out.append(character)
+        elif character == " ":
+            out.append("_")
+        else:
+            out.extend(f"={byte:02X}" for byte in character.encode("utf-8"))
+    return "".join(out)
+
+
+def _encoded_words(text: str, first_room: int) -> list[str]:
+    """``text`` as encoded words, each within its line's room, split only between
+    characters; spaces travel inside the words (whitespace between words is ignored)."""
+    q_size = sum(_q_cost(c) for c in text)
+    b_size = 4 * -(-len(text.encode("utf-8")) // 3)
+    q = q_size <= b_size
+    overhead = len("=?utf-8?q??=")
+    words: list[str] = []
+    chunk, size, used_bytes = "", 0, 0
+    room = first_room
+    for character in text:
+        if q:
+            grown = size + _q_cost(character)
+        else:
+            grown = 4 * -(-(used_bytes + len(character.encode("utf-8"))) // 3)
+        # A space followed by whitespace ends a word: some readers (Python 3.11's parser)
+        # fold a run of whitespace inside one encoded word into a single space.
+        if chunk and (grown + overhead > room or (chunk[-1] == " " and character.isspace())):
+            words.append(_encoded_word(chunk, q))
+            chunk, size, used_bytes, room = "", 0, 0, _WORD_LIMIT
+            grown = _q_cost(character) if q else 4 * -(-len(character.encode("utf-8")) // 3)
+        chunk += character
+        size, used_bytes = grown, used_bytes + len(character.encode("utf-8"))
+    words.append(_encoded_word(chunk, q))
+    return words
+
+
+def _encoded_word(text: str, q: bool) -> str:
+    if q:
+        return f"=?utf-8?q?{_q_payload(text)}?="
+    return f"=?utf-8?b?{base64.b64encode(text.encode('utf-8')).decode('ascii')}?="
+
+
+# -- fields -----------------------------------------------------------------------------
+
+_Piece = tuple[str, str]  # (whitespace before the token, the token)
+
+
+def _room(prefix: str) -> int:
+    room = FOLD_AT - len(prefix)
+    return room if room >= 24 else _WORD_LIMIT
+
+
+def _fold(name: str, pieces: Iterable[_Piece]) -> str:
+    """``Name: value`` with CRLF inserted before whitespace only, lines within 78
+    characters where a break is possible and never over 998."""
+    lines = [f"{name}:"]
+    for space, token in pieces:
+        if len(lines) == 1 and lines[0] == f"{name}:":
+            lines[0] += space + token  # the first token stays on the field's line
+        elif len(lines[-1]) + len(space) + len(token) <= FOLD_AT or not space:
+            lines[-1] += space + token
+        else:
+            lines.append(space + token)
+    if any(len(line) > LINE_LIMIT for line in lines):
+        raise _refuse(name, f"is too long to write on lines of {LINE_LIMIT} characters")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _plain_word(word: str) -> bool:
+    """Written as it is (or inside quotes): printable ASCII that does not read as an
+    encoded word and fits a line."""
+    return all(" " < c <= "~" for c in word) and "=?" not in word and len(word) < LINE_LIMIT - 100
+
+
+def _runs(text: str) -> list[tuple[bool, str]]:
+    """``text`` cut at single spaces into runs of words written as they are (False) or
+    encoded (True). The cutting space is written between runs, where every reader keeps
+    it; repeated and edge spaces stay inside a run."""
+    runs: list[list[object]] = []
+    for word in text.split(" "):
+        kind = None if not word else not _plain_word(word)
+        if runs and (kind is None or runs[-1][0] in (None, kind)):
+            runs[-1][1] = f"{runs[-1][1]} {word}"
+            runs[-1][0] = kind if runs[-1][0] is None else runs[-1][0]
+        else:
+            runs.append([kind, word])
+    return [(bool(kind), str(run)) for kind, run in runs]
+
+
+def _unstructured(name: str, value: str) -> str:
+    """A subject (or any unstructured field): plain words as they are, the rest as
+    encoded words; a value with edge spaces is encoded whole, so none is lost."""
+    runs = [(True, value)] if value != value.strip(" ") else _runs(value)
+    pieces: list[_Piece] = []
+    for encode, run in runs:
+        if encode:
+            words = _encoded_words(run, _room(f"{name}: ") if not pieces else _WORD_LIMIT)
+            pieces += [(" ", word) for word in words]
+        else:
+            parts = re.split(r"( +)", run)
+            pieces.append((" ", parts[0]))
+            pieces += [(parts[i], parts[i + 1]) for i in range(1, len(parts) - 1, 2)]
+    return _fold(name, pieces)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _phrase(prefix: str, display: str) -> list[_Piece]:
+    """A display name as quoted strings and encoded words, never bare: a comma, quote or
+    ``<`` inside it can never end the name, however the field is folded."""
+    pieces: list[_Piece] = []
+    for encode, run in _runs(display):
+        if encode:
+            words = _encoded_words(run, _room(prefix) if not pieces else _WORD_LIMIT)
+            pieces += [(" ", word) for word in words]
+            continue
+        chunk: list[str] = []  # quoted strings of a line at most, cut at a single space
+        for word in run.split(" "):
+            if chunk and len(_quoted(" ".join([*chunk, word]))) > FOLD_AT - 2:
+                pieces.append((" ", _quoted(" ".join(chunk))))
+                chunk = []
+            chunk.append(word)
+        pieces.append((" ", _quoted(" ".join(chunk))))
+    return pieces
+
+
+def _addr_spec(field_name: str, address: str) -> str:
+    """``local@domain`` as written on the wire (an IDN domain in its ASCII form)."""
+    check_header_text(field_name, address)
+    local, at, domain = address.rpartition("@")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii") if domain else ""
+    except UnicodeError:
+        ascii_domain = ""
+    if not at or not local or not _DOT_ATOM.fullmatch(ascii_domain):
         raise InvalidAddress(
             f"{address!r} is not an email address",
-            errors=[FieldError(loc=[name], message="not an email address")],
+            errors=[FieldError(loc=[field_name], message="not an email address")],
         )
-    return Address(display_name=display or "", username=username, domain=domain)
+    if not _DOT_ATOM.fullmatch(local):
+        if not all(" " <= c <= "~" for c in local):
+            raise InvalidAddress(
+                f"{address!r} has a non-ASCII local part, which needs SMTPUTF8",
+                errors=[FieldError(loc=[field_name], message="non-ASCII before the @")],
+            )
+        local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{local}@{ascii_domain}"
+
+
+def _mailbox_field(name: str, display_field: str, display: str | None, spec: str) -> str:
+    pieces: list[_Piece] = []
+    if display:
+        pieces = _phrase(f"{name}: ", check_header_text(display_field, display))
+    pieces.append((" ", f"<{spec}>"))
+    return _fold(name, pieces)
+
+
+def _message_ids(field_name: str, name: str, ids: Iterable[str]) -> str:
+    checked = []
+    for value in ids:
+        check_header_text(field_name, value)
+        if not _MSG_ID.fullmatch(value):
+            raise _refuse(field_name, f"holds {value[:80]!r}, which is not a <id@domain>")
+        checked.append(value)
+    return _fold(name, [(" ", value) for value in checked])
+
+
+def _list_unsubscribe(links: Iterable[str]) -> str:
+    tokens = []
+    for link in links:
+        check_header_text("list_unsubscribe", link)
+        if not _URL.fullmatch(link):
+            raise _refuse("list_unsubscribe", f"link {link[:80]!r} is not a printable ASCII URL")
+        tokens.append(f"<{link}>")
+    pieces = [(" ", token + ("," if i < len(tokens) - 1 else "")) for i, token in enumerate(tokens)]
+    return _fold("List-Unsubscribe", pieces)
+
+
+def _extra_headers(headers: dict[str, str]) -> Iterator[str]:
+    for name, value in headers.items():
+        if not _FIELD_NAME.fullmatch(name) or name.lower() in _WRITTEN_HERE - _STRUCTURED:
+            raise _refuse("header name", f"{name[:80]!r} cannot be added")
+        if name.lower() in _STRUCTURED:
+            yield _message_ids(name, name, value.split())
+        else:
+            yield _unstructured(name, check_header_text(name, value))
 
 
 def make_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
-def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> EncodedMessage:
-    """The message: text (and HTML) alternatives, attachments, our Message-ID, encoded."""
-    message = EmailMessage(policy=policy.SMTP)
-    sender = _address("From", email.from_name, email.from_address)
-    message["From"] = sender
-    message["To"] = _address("To", email.to_name, email.to_address)
-    message["Subject"] = _check_header("Subject", email.subject)
-    message["Date"] = format_datetime(date or utcnow())
-    message_id = _check_header("Message-ID", email.message_id or make_message_id(sender.domain))
-    message["Message-ID"] = message_id
+def _header_block(email: OutgoingEmail, sender: str, recipient: str, date: datetime) -> str:
+    """Every header of the message, in order, each written (and folded) here."""
+    fields = [
+        _mailbox_field("From", "from_name", email.from_name, sender),
+        _mailbox_field("To", "to_name", email.to_name, recipient),
+        _unstructured("Subject", check_header_text("subject", email.subject)),
+        f"Date: {format_datetime(date)}\r\n",
+        _message_ids("message_id", "Message-ID", [email.message_id or ""]),
+    ]
+    if email.in_reply_to is not None:
+        fields.append(_message_ids("in_reply_to", "In-Reply-To", [email.in_reply_to]))
+    if email.references:
+        fields.append(_message_ids("references", "References", email.references))
     if email.list_unsubscribe:
-        links = ", ".join(
-            f"<{_check_header('List-Unsubscribe', u)}>" for u in email.list_unsubscribe
-        )
-        message["List-Unsubscribe"] = links
+        fields.append(_list_unsubscribe(email.list_unsubscribe))
         if email.one_click_unsubscribe:
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    for name, value in email.extra_headers.items():
-        message[_check_header("header name", name)] = _check_header(name, value)
+            fields.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    fields += _extra_headers(email.extra_headers)
+    return "".join(fields)
+
+
+def _body(email: OutgoingEmail) -> bytes:
+    """The MIME body (text, HTML, attachments) with its own MIME headers."""
+    message = EmailMessage(policy=policy.SMTP)
     message.set_content(email.text)
     if email.html is not None:
         message.add_alternative(email.html, subtype="html")
@@ -151,12 +381,26 @@ def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> Enco
             attachment.content,
             maintype=maintype or "application",
             subtype=subtype or "octet-stream",
-            filename=_check_header("filename", attachment.filename),
+            filename=check_header_text("filename", attachment.filename),
         )
-    data = message.as_bytes(policy=policy.SMTP)
+    return message.as_bytes(policy=policy.SMTP)
+
+
+def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> EncodedMessage:
+    """The message: our headers, text (and HTML) alternatives, attachments, encoded.
+
+    Raises :class:`InvalidHeader` (naming the field) or :class:`InvalidAddress` for a
+    value no header can carry, :class:`MessageTooLarge` over Gmail's limit."""
+    sender = _addr_spec("from_address", email.from_address)
+    recipient = _addr_spec("to_address", email.to_address)
+    if email.message_id is None:
+        email = replace(email, message_id=make_message_id(sender.rpartition("@")[2]))
+    head = _header_block(email, sender, recipient, date or utcnow())
+    data = head.encode("ascii") + _body(email)
     check_size(data)
+    assert email.message_id is not None
     return EncodedMessage(
-        data=data, message_id=message_id, sender=email.from_address, recipients=(email.to_address,)
+        data=data, message_id=email.message_id, sender=sender, recipients=(recipient,)
     )
 
 

@@ -1,0 +1,21 @@
+"""Text checks shared by every domain that writes user text where it has a meaning."""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Control characters (C0 with TAB, CR and LF, DEL, C1 with NEL), the Unicode line and
+# paragraph separators, and lone surrogates (they cannot be encoded at all). Python's
+# str.splitlines() breaks on VT, FF, NEL, U+2028 and U+2029, and mail programs differ
+# on the rest: none of them may reach a header.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def control_character(value: str) -> str | None:
+    """The first control character in ``value``, described as ``U+2028 (LINE SEPARATOR)``,
+    or None when there is none."""
+    for character in value:
+        if unicodedata.category(character) in _CONTROL_CATEGORIES:
+            name = unicodedata.name(character, "")
+            return f"U+{ord(character):04X}" + (f" ({name})" if name else " (a control character)")
+    return None
