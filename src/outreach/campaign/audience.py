@@ -6,12 +6,15 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.kit.clock import utcnow
+from outreach.kit.errors import AppError
+from outreach.kit.text import control_character
+from outreach.mailbox.mime import InvalidAddress, InvalidHeader, check_recipient_headers
 from outreach.models import Recipient, User
 from outreach.models.campaign import FINAL_EMAIL_STATUSES, Campaign, EmailStatus, ScheduledEmail
 from outreach.models.recipient import VerificationStatus
@@ -20,7 +23,11 @@ from outreach.recipient.addresses import is_free_mail
 from outreach.recipient.suppression import suppression_service
 from outreach.template.profile import sender_profile
 from outreach.template.rendering import RenderedEmail
-from outreach.template.service import MissingTemplateVariables, template_service
+from outreach.template.service import (
+    InvalidTemplate,
+    MissingTemplateVariables,
+    template_service,
+)
 
 
 class SkipReason:
@@ -29,6 +36,17 @@ class SkipReason:
     undeliverable = "undeliverable"
     missing_variable = "missing_variable"
     recently_emailed = "recently_emailed"
+    invalid_header = "invalid_header"  # its subject, name or address cannot be written
+
+
+class Skip(NamedTuple):
+    """A recipient left out: the address, why, and where (the list row, the field)."""
+
+    email: str
+    reason: str
+    detail: str | None = None
+    row: int | None = None
+    field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,13 +59,11 @@ class Candidate:
 @dataclass
 class Audience:
     to_send: list[Candidate] = field(default_factory=list)
-    skipped: list[tuple[str, str, str | None]] = field(
-        default_factory=list
-    )  # email, reason, detail
+    skipped: list[Skip] = field(default_factory=list)
 
     @property
     def skipped_counts(self) -> dict[str, int]:
-        return dict(Counter(reason for _, reason, _ in self.skipped))
+        return dict(Counter(skip.reason for skip in self.skipped))
 
 
 def company_domain(email: str) -> str | None:
@@ -58,6 +74,7 @@ def company_domain(email: str) -> str | None:
 
 _COLUMNS = (
     Recipient.id,
+    Recipient.position,
     Recipient.email,
     Recipient.name,
     Recipient.first_name,
@@ -113,6 +130,54 @@ def recipient_fields(recipient: Any) -> dict[str, object]:
     }
 
 
+def _left_out(recipient: Any, seen: set[str], suppressed: set[str], recent: set[str]) -> str | None:
+    """Why a recipient is left out before anything is rendered, or None."""
+    email = recipient.email
+    if email in seen:
+        return SkipReason.duplicate
+    seen.add(email)
+    if email in suppressed:
+        return SkipReason.suppressed
+    if recipient.verification_status == VerificationStatus.undeliverable:
+        return SkipReason.undeliverable
+    if email in recent:
+        return SkipReason.recently_emailed
+    return None
+
+
+# The header each checked field ends up in, named as the user knows it.
+_HEADER_FIELDS = {"subject": "subject", "to_name": "name", "to_address": "email"}
+
+
+def header_skip(recipient: Any, error: AppError) -> Skip | None:
+    """This recipient's email cannot be written (a control character in the rendered
+    subject or the name, a subject too long, an address no header can carry): skipped,
+    naming the row, the field and, for a control character, the list cell holding it.
+    None when the error is not about one recipient's headers."""
+    locations = [e.loc[-1] for e in error.errors or [] if e.loc]
+    fields = [_HEADER_FIELDS[loc] for loc in locations if loc in _HEADER_FIELDS]
+    if not fields:
+        return None
+    cell = next(
+        (name for name, value in _cells(recipient) if control_character(value) is not None),
+        None,
+    )
+    detail = str(error) + (f" (from the list column {cell!r})" if cell else "")
+    return Skip(
+        recipient.email,
+        SkipReason.invalid_header,
+        detail,
+        row=recipient.position,
+        field=fields[0],
+    )
+
+
+def _cells(recipient: Any) -> list[tuple[str, str]]:
+    standard = [(name, value) for name, value in recipient_fields(recipient).items()]
+    custom = list((recipient.custom_fields or {}).items())
+    return [(str(name), str(value)) for name, value in [*standard, *custom] if value is not None]
+
+
 async def build_audience(
     session: AsyncSession, *, campaign: Campaign, user: User, version: TemplateVersion
 ) -> Audience:
@@ -131,23 +196,25 @@ async def build_audience(
     seen: set[str] = set()
     for recipient in recipients:
         email = recipient.email
-        if email in seen:
-            audience.skipped.append((email, SkipReason.duplicate, None))
-            continue
-        seen.add(email)
-        if email in suppressed:
-            audience.skipped.append((email, SkipReason.suppressed, None))
-            continue
-        if recipient.verification_status == VerificationStatus.undeliverable:
-            audience.skipped.append((email, SkipReason.undeliverable, None))
-            continue
-        if email in recent:
-            audience.skipped.append((email, SkipReason.recently_emailed, None))
+        reason = _left_out(recipient, seen, suppressed, recent)
+        if reason is not None:
+            audience.skipped.append(Skip(email, reason, row=recipient.position))
             continue
         try:
             rendered, _ = render(recipient_fields(recipient), recipient.custom_fields)
+            check_recipient_headers(
+                to_address=email, to_name=recipient.name, subject=rendered.subject
+            )
         except MissingTemplateVariables as exc:
-            audience.skipped.append((email, SkipReason.missing_variable, exc.detail))
+            audience.skipped.append(
+                Skip(email, SkipReason.missing_variable, exc.detail, row=recipient.position)
+            )
+            continue
+        except (InvalidHeader, InvalidAddress, InvalidTemplate) as exc:
+            skip = header_skip(recipient, exc)
+            if skip is None:
+                raise
+            audience.skipped.append(skip)
             continue
         audience.to_send.append(Candidate(recipient, rendered, company_domain(email)))
     return audience

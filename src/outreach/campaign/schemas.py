@@ -146,8 +146,14 @@ class PreviewEmail(BaseModel):
 
 class SkippedRecipient(BaseModel):
     email: str
-    reason: str
+    reason: str = Field(
+        description="duplicate, suppressed, undeliverable, recently_emailed, "
+        "missing_variable, or invalid_header (the rendered subject, the name or the "
+        "address cannot be written in a message header)"
+    )
     detail: str | None = None
+    row: int | None = Field(default=None, description="The row in the list file (header = 1)")
+    field: str | None = Field(default=None, description="invalid_header: subject, name or email")
 
 
 class ProjectedSchedule(BaseModel):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from outreach.campaign.audience import campaign_recipients, recipient_fields
+from outreach.campaign.audience import campaign_recipients, header_skip, recipient_fields
 from outreach.campaign.planning import emails_per_day
 from outreach.campaign.schemas import (
     CampaignOut,
@@ -29,6 +29,7 @@ from outreach.config import get_settings
 from outreach.credits.pricing import pricing_from_settings
 from outreach.credits.service import credit_service
 from outreach.kit.clock import utcnow
+from outreach.kit.errors import FieldError, Unprocessable
 from outreach.mailbox.mime import make_message_id
 from outreach.mailbox.service import mailbox_service
 from outreach.models import Mailbox, User
@@ -40,7 +41,11 @@ from outreach.models.campaign import (
 )
 from outreach.models.suppression import Suppression
 from outreach.template.profile import sender_profile
-from outreach.template.service import template_service
+from outreach.template.service import InvalidTemplate, template_service
+
+
+class RecipientNotWritable(Unprocessable):
+    code, title = "recipient_not_writable", "This recipient's email cannot be written"
 
 
 def _out(campaign: Campaign, counts: EmailCounts, last_error: EmailError | None) -> CampaignOut:
@@ -139,9 +144,7 @@ async def preview(
     return PreviewOut(
         to_send=len(audience.to_send),
         skipped=audience.skipped_counts,
-        skipped_examples=[
-            SkippedRecipient(email=e, reason=r, detail=d) for e, r, d in audience.skipped[:50]
-        ],
+        skipped_examples=[SkippedRecipient(**skip._asdict()) for skip in audience.skipped[:50]],
         deferred_by_company_cap=[
             audience.to_send[cast(int, k)].recipient.email for k in plan.deferred_by_company_cap
         ],
@@ -165,14 +168,27 @@ async def test_send(session: AsyncSession, *, user: User, campaign: Campaign) ->
     recipients = await campaign_recipients(session, campaign)
     if not recipients:
         raise NothingToSend("the campaign has no recipients to base a test on")
-    rendered, _ = template_service.render_for(
-        version,
-        sender_id=user.id,
-        recipient=recipient_fields(recipients[0]),
-        custom_fields=recipients[0].custom_fields,
-        sender=await sender_profile(session, user=user),
-        campaign_id=campaign.id,
-    )
+    try:
+        rendered, _ = template_service.render_for(
+            version,
+            sender_id=user.id,
+            recipient=recipient_fields(recipients[0]),
+            custom_fields=recipients[0].custom_fields,
+            sender=await sender_profile(session, user=user),
+            campaign_id=campaign.id,
+        )
+    except InvalidTemplate as exc:
+        skip = header_skip(recipients[0], exc)
+        if skip is None:
+            raise
+        raise RecipientNotWritable(
+            f"row {skip.row} ({skip.email}): {skip.detail}",
+            errors=[
+                FieldError(
+                    loc=["recipients", skip.row or 0, skip.field or ""], message=skip.detail or ""
+                )
+            ],
+        ) from exc
     email = ScheduledEmail(
         campaign_id=campaign.id,
         user_id=user.id,

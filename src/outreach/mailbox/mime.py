@@ -61,6 +61,10 @@ class HeaderInjection(InvalidHeader):
     code, title = "header_injection", "A header value contains a line break"
 
 
+class InvalidBody(Unprocessable):
+    code, title = "invalid_body", "The message text cannot be encoded"
+
+
 class MessageTooLarge(Unprocessable):
     code, title = "message_too_large", "The message is larger than Gmail accepts"
 
@@ -305,6 +309,16 @@ def _addr_spec(field_name: str, address: str) -> str:
     return f"{local}@{ascii_domain}"
 
 
+def check_recipient_headers(*, to_address: str, to_name: str | None, subject: str) -> None:
+    """What :func:`build_message` refuses in a recipient's headers, checked without building
+    the message (at preview and schedule, before anything is charged): raises
+    :class:`InvalidHeader` or :class:`InvalidAddress` naming the field."""
+    _addr_spec("to_address", to_address)
+    if to_name:
+        check_header_text("to_name", to_name)
+    check_header_text("subject", subject)
+
+
 def _mailbox_field(name: str, display_field: str, display: str | None, spec: str) -> str:
     pieces: list[_Piece] = []
     if display:
@@ -396,7 +410,14 @@ def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> Enco
     if email.message_id is None:
         email = replace(email, message_id=make_message_id(sender.rpartition("@")[2]))
     head = _header_block(email, sender, recipient, date or utcnow())
-    data = head.encode("ascii") + _body(email)
+    try:
+        body = _body(email)
+    except UnicodeError as exc:  # a lone surrogate: no encoding can carry it
+        raise InvalidBody(
+            "the text cannot be encoded",
+            errors=[FieldError(loc=["text"], message="holds a character UTF-8 cannot encode")],
+        ) from exc
+    data = head.encode("ascii") + body
     check_size(data)
     assert email.message_id is not None
     return EncodedMessage(

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StrictInt, field_validator
 
+from outreach.kit.text import control_character
 from outreach.models import MailboxMode, MailboxProvider, MailboxStatus, SmtpSecurity
 
 
@@ -20,9 +21,11 @@ def check_timezone(value: str) -> str:
     return value
 
 
-def _no_line_breaks(value: str | None) -> str | None:
-    if value is not None and ("\r" in value or "\n" in value):
-        raise ValueError("must not contain a line break")
+def _no_control_characters(value: str | None) -> str | None:
+    """A display name goes into every From header: no line break or other control
+    character (VT, NEL, U+2028…), which no header may carry."""
+    if value is not None and (found := control_character(value)) is not None:
+        raise ValueError(f"must not contain {found}")
     return value
 
 
@@ -63,7 +66,7 @@ class MailboxUpdate(BaseModel):
     timezone: str | None = Field(default=None, max_length=64, examples=["Asia/Kolkata"])
     signature: str | None = Field(default=None, max_length=10_000)
 
-    _display = field_validator("display_name")(_no_line_breaks)
+    _display = field_validator("display_name")(_no_control_characters)
 
     @field_validator("timezone")
     @classmethod
@@ -78,7 +81,7 @@ class OutboxMailboxCreate(BaseModel):
     display_name: str | None = Field(default=None, max_length=200)
     timezone: str = Field(default="UTC", max_length=64)
 
-    _display = field_validator("display_name")(_no_line_breaks)
+    _display = field_validator("display_name")(_no_control_characters)
     _timezone = field_validator("timezone")(check_timezone)
 
 
@@ -94,7 +97,7 @@ class SmtpMailboxCreate(BaseModel):
     password: SecretStr = Field(min_length=1, max_length=1000)
     timezone: str = Field(default="UTC", max_length=64)
 
-    _display = field_validator("display_name")(_no_line_breaks)
+    _display = field_validator("display_name")(_no_control_characters)
     _timezone = field_validator("timezone")(check_timezone)
 
 

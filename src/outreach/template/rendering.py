@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from outreach.kit.text import control_character
 from outreach.template.sandbox import MAX_SUBJECT_CHARS, TemplateProblem, render_source
 
 STANDARD_VARIABLES = ["email", "first_name", "last_name", "full_name", "company", "title"]
@@ -96,6 +97,8 @@ def render_email(
     subject = render_source(content.subject, context).strip()
     if "\r" in subject or "\n" in subject:
         raise TemplateProblem("the subject may not contain line breaks", field="subject")
+    if (found := control_character(subject)) is not None:
+        raise TemplateProblem(f"the subject may not contain {found}", field="subject")
     if not subject:
         raise TemplateProblem("the subject renders empty", field="subject")
     if len(subject) > MAX_SUBJECT_CHARS:

@@ -13,6 +13,7 @@ from outreach.config import get_settings
 from outreach.kit.clock import utcnow
 from outreach.kit.errors import FieldError, NotFound, Unprocessable
 from outreach.kit.pagination import Pagination, paginate
+from outreach.kit.text import control_character
 from outreach.kit.unsubscribe import make_unsubscribe_token, unsubscribe_url
 from outreach.models import Template, TemplateVersion, User
 from outreach.template.rendering import (
@@ -72,6 +73,11 @@ def check_content(subject: str, body_text: str, body_html: str | None) -> Templa
                 FieldError(
                     loc=["body", "subject"], message="line breaks are not allowed in a subject"
                 )
+            )
+            continue
+        if field_name == "subject" and (found := control_character(source)) is not None:
+            errors.append(
+                FieldError(loc=["body", "subject"], message=f"{found} is not allowed in a subject")
             )
             continue
         try:
