@@ -206,6 +206,11 @@ class TestCrud:
             ({"timezone": "IST"}, "timezone"),
             ({"timezone": "Mars/Olympus"}, "timezone"),
             ({"display_name": "A\r\nBcc: x"}, "display_name"),
+            # any control character would reach the From header (issue 16, item 8)
+            ({"display_name": "Asha\x0bRao"}, "display_name"),
+            ({"display_name": "Asha\x85Rao"}, "display_name"),
+            ({"display_name": "Asha\u2028Rao"}, "display_name"),
+            ({"display_name": "Asha\x7f"}, "display_name"),
             ({"smtp_host": "x"}, "smtp_host"),
         ],
     )
@@ -217,6 +222,18 @@ class TestCrud:
         response = await client.patch(f"/v1/mailboxes/{mailbox_id}", json=body)
         assert response.status_code == 422
         assert response.json()["errors"][0]["loc"][-1] == field
+
+    async def test_a_display_name_with_a_control_character_is_refused_at_create(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        await sign_in(client, "asha@example.com")
+        response = await client.post(
+            "/v1/mailboxes/outbox",
+            json={"address": "asha@example.com", "display_name": "Asha\x0bRao"},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"][-1] == "display_name"
+        assert "U+000B" in response.json()["errors"][0]["message"]
 
     async def test_another_users_mailbox_is_404(self, app, client: httpx.AsyncClient) -> None:
         await sign_in(client, "asha@example.com")
