@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from outreach.config import Settings, use_settings
 from outreach.demo import samples
 from outreach.kit.clock import clock
 from tests.conftest import TEST_DATABASE_URL, _create_postgres_database
+from tests.mailbox.wire import check_raw_lines, raw_header_values
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = sorted(contact.email for contact in samples.GOOD)
@@ -45,6 +47,11 @@ def check_outbox(output: str, data_dir: Path) -> None:
     assert len(files) == len(GOOD) == 6
     messages = [email.message_from_bytes(p.read_bytes(), policy=policy.SMTP) for p in files]
     assert sorted(m["To"].addresses[0].addr_spec for m in messages) == GOOD
+    for path in files:  # as written: the link itself, never RFC 2047 encoded words
+        raw = path.read_bytes()
+        (links,) = raw_header_values(raw, "List-Unsubscribe")
+        assert re.fullmatch(r"<http://[^>\s]+/u/[^>\s]+>", links), links
+        check_raw_lines(raw)
     for message in messages:
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         attachments = [part.get_filename() for part in message.iter_attachments()]
