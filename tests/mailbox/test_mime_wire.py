@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from outreach.kit.errors import AppError
 from outreach.mailbox.mime import InvalidHeader, OutgoingEmail, build_message
 from tests.mailbox.samples import LINK_LENGTHS, NAMES, SUBJECTS, link
-from tests.mailbox.wire import CONTROL_CHARACTERS, check_on_wire, raw_header_values
+from tests.mailbox.wire import CONTROL_CHARACTERS, check_on_wire, raw_header_values, strict_parse
 
 
 def _email(**changes: object) -> OutgoingEmail:
@@ -108,6 +108,26 @@ class TestStructuredHeaders:
         raw = _wire(_email(in_reply_to=ids[-1], references=ids))
         assert raw_header_values(raw, "In-Reply-To") == [ids[-1]]
         assert raw_header_values(raw, "References") == [" ".join(ids)]
+
+    def test_added_headers_are_written_by_the_same_rules(self) -> None:
+        reply = "<CA+x=y_z@mail.gmail.com>"
+        extra = {"In-Reply-To": reply, "X-Outreach-Step": "Relance n° 2, « suivi »"}
+        raw = _wire(_email(extra_headers=extra))
+        assert raw_header_values(raw, "In-Reply-To") == [reply]
+        assert "=?utf-8?" in raw_header_values(raw, "X-Outreach-Step")[0]
+        parsed = strict_parse(raw)
+        assert str(parsed["X-Outreach-Step"]) == "Relance n° 2, « suivi »"
+
+    @pytest.mark.parametrize("name", ["Message-ID", "bcc", "To", "Bad Name", "X:Y"])
+    def test_our_own_or_malformed_header_names_cannot_be_added(self, name: str) -> None:
+        with pytest.raises(InvalidHeader):
+            build_message(_email(extra_headers={name: "<a@b.example>"}))
+
+    def test_in_reply_to_is_given_once(self) -> None:
+        with pytest.raises(InvalidHeader):
+            build_message(
+                _email(in_reply_to="<a@b.example>", extra_headers={"In-Reply-To": "<c@d.example>"})
+            )
 
     @pytest.mark.parametrize("value", ["no-angle@x", "<a b@x>", "<a@x>\r\nBcc: y@z", "<é@x>"])
     def test_a_malformed_message_id_is_refused(self, value: str) -> None:

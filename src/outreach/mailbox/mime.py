@@ -45,11 +45,10 @@ _MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
 _URL = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII, no space, no < or >
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 _Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
-_STRUCTURED = frozenset({"message-id", "in-reply-to", "references"})
 _WRITTEN_HERE = frozenset(
-    {"from", "to", "subject", "date", "list-unsubscribe", "list-unsubscribe-post"}
-    | _STRUCTURED
-    | {"mime-version", "content-type", "content-transfer-encoding", "cc", "bcc"}
+    {"from", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to", "references"}
+    | {"list-unsubscribe", "list-unsubscribe-post", "mime-version", "content-type"}
+    | {"content-transfer-encoding"}
 )
 
 
@@ -348,11 +347,15 @@ def _list_unsubscribe(links: Iterable[str]) -> str:
     return _fold("List-Unsubscribe", pieces)
 
 
-def _extra_headers(headers: dict[str, str]) -> Iterator[str]:
-    for name, value in headers.items():
-        if not _FIELD_NAME.fullmatch(name) or name.lower() in _WRITTEN_HERE - _STRUCTURED:
+def _extra_headers(email: OutgoingEmail) -> Iterator[str]:
+    """Other fields a caller adds: In-Reply-To and References (when not given as fields)
+    written as message ids, anything else as unstructured text; never one of ours."""
+    given = {"in-reply-to": email.in_reply_to is not None, "references": bool(email.references)}
+    for name, value in email.extra_headers.items():
+        key = name.lower()
+        if not _FIELD_NAME.fullmatch(name) or given.get(key, key in _WRITTEN_HERE):
             raise _refuse("header name", f"{name[:80]!r} cannot be added")
-        if name.lower() in _STRUCTURED:
+        if key in given:
             yield _message_ids(name, name, value.split())
         else:
             yield _unstructured(name, check_header_text(name, value))
@@ -379,7 +382,7 @@ def _header_block(email: OutgoingEmail, sender: str, recipient: str, date: datet
         fields.append(_list_unsubscribe(email.list_unsubscribe))
         if email.one_click_unsubscribe:
             fields.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
-    fields += _extra_headers(email.extra_headers)
+    fields += _extra_headers(email)
     return "".join(fields)
 
 
