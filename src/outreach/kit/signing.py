@@ -52,6 +52,12 @@ def _key(secret: str, purpose: str) -> bytes:
     ).digest()
 
 
+def keyed_digest(message: str, *, secret: str, purpose: str) -> str:
+    """An HMAC of ``message`` under the purpose's key (base64url): a value only the
+    holder of the secret can derive from ``message``."""
+    return b64url_encode(hmac.new(_key(secret, purpose), message.encode(), hashlib.sha256).digest())
+
+
 def sign(
     payload: dict[str, Any], *, secret: str, purpose: str, expires_at: datetime | None = None
 ) -> str:
