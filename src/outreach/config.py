@@ -232,11 +232,11 @@ class Settings(BaseSettings):
         if self.env != Environment.production:
             return []
         problems = []
-        if (
-            self.secret_key.get_secret_value() == DEV_SECRET_KEY
-            or len(self.secret_key.get_secret_value()) < 32
-        ):
-            problems.append("OUTREACH_SECRET_KEY is the development default or shorter than 32")
+        if weak := secret_key_weakness(self.secret_key.get_secret_value()):
+            problems.append(
+                f"OUTREACH_SECRET_KEY {weak}; make one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
         if self.enable_dev_login:
             problems.append("OUTREACH_ENABLE_DEV_LOGIN must not be set in production")
         if self.is_sqlite and not self.allow_sqlite_in_production:
@@ -245,6 +245,32 @@ class Settings(BaseSettings):
                 "OUTREACH_ALLOW_SQLITE_IN_PRODUCTION=true"
             )
         return problems
+
+
+SECRET_KEY_MIN_CHARACTERS = 32
+SECRET_KEY_MIN_DISTINCT = 10
+
+
+def _repeats_a_pattern(text: str) -> bool:
+    """True when ``text`` is a shorter piece written again and again ("abcabcab…")."""
+    # The smallest period of a string is where it first reappears inside itself doubled.
+    period = (text + text).find(text, 1)
+    return period <= len(text) // 2
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why ``key`` is unfit to sign sessions and links, or None; never quotes the key."""
+    if key == DEV_SECRET_KEY:
+        return "is the development default"
+    visible = "".join(key.split())
+    if len(visible) < SECRET_KEY_MIN_CHARACTERS:
+        return f"has fewer than {SECRET_KEY_MIN_CHARACTERS} non-whitespace characters"
+    if len(set(visible)) < SECRET_KEY_MIN_DISTINCT or _repeats_a_pattern(visible):
+        return (
+            f"has too little variety (fewer than {SECRET_KEY_MIN_DISTINCT} distinct "
+            "characters, or one repeated pattern)"
+        )
+    return None
 
 
 class ConfigurationError(RuntimeError):

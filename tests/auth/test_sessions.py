@@ -176,6 +176,95 @@ class TestCsrf:
         del client.headers["X-CSRF-Token"]
         assert (await client.get("/v1/auth/me")).status_code == 200
 
+    async def test_attacker_chosen_cookie_and_header_are_refused(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """The victim's session cookie plus a cookie and header the attacker chose (a
+        planted cookie, e.g. from a sibling subdomain) must not pass: the token is the
+        session's own."""
+        await sign_in(client, "ada@example.com")
+        session_cookie = client.cookies["outreach_session"]
+        client.cookies.clear()
+        client.cookies.set("outreach_session", session_cookie)
+        client.cookies.set("outreach_csrf", "attacker-chosen-value")
+        client.headers["X-CSRF-Token"] = "attacker-chosen-value"
+        response = await client.post("/v1/auth/logout")
+        assert response.status_code == 403
+        assert response.json()["code"] == "csrf_failed"
+
+    async def test_another_sessions_token_is_refused(self, app: FastAPI) -> None:
+        async with make_client(app) as mallory, make_client(app) as ada:
+            await sign_in(mallory, "mallory@example.com")
+            await sign_in(ada, "ada@example.com")
+            assert mallory.cookies["outreach_csrf"] != ada.cookies["outreach_csrf"]
+            session_cookie = ada.cookies["outreach_session"]
+            ada.cookies.clear()
+            ada.cookies.set("outreach_session", session_cookie)
+            ada.cookies.set("outreach_csrf", mallory.cookies["outreach_csrf"])
+            ada.headers["X-CSRF-Token"] = mallory.cookies["outreach_csrf"]
+            assert (await ada.post("/v1/auth/logout")).status_code == 403
+
+    async def test_a_new_session_gets_a_new_token(self, client: httpx.AsyncClient) -> None:
+        await sign_in(client, "ada@example.com")
+        old = client.cookies["outreach_csrf"]
+        await sign_in(client, "ada@example.com")
+        assert client.cookies["outreach_csrf"] != old
+        client.headers["X-CSRF-Token"] = old
+        assert (await client.post("/v1/auth/logout")).status_code == 403
+
+    async def test_me_replaces_a_planted_cookie_with_the_sessions_token(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        await sign_in(client, "ada@example.com")
+        session_cookie = client.cookies["outreach_session"]
+        right = client.cookies["outreach_csrf"]
+        client.cookies.clear()
+        client.cookies.set("outreach_session", session_cookie)
+        client.cookies.set("outreach_csrf", "planted")
+        me = await client.get("/v1/auth/me")
+        assert me.status_code == 200
+        assert me.cookies["outreach_csrf"] == right
+
+
+async def test_production_csrf_cookie_is_host_prefixed_and_bound(
+    settings: Settings, database: Database, session: AsyncSession
+) -> None:
+    """In production the CSRF cookie is ``__Host-outreach_csrf``: Secure, Path=/, no
+    Domain, so no subdomain can plant it; its value is still the session's own token."""
+    from outreach.auth.service import auth_service
+
+    signed_in = await auth_service.dev_login(
+        session, email="ada@example.com", name=None, user_agent=None, ip=None, previous_token=None
+    )
+    await session.flush()
+    production = settings.model_copy(
+        update={
+            "env": Environment.production,
+            "enable_dev_login": None,
+            "allow_sqlite_in_production": True,
+        }
+    )
+    async for app in _app(production, database):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            client.cookies.set("__Host-outreach_session", signed_in.token)
+            me = await client.get("/v1/auth/me")
+            assert me.status_code == 200
+            set_cookie = next(
+                c
+                for c in me.headers.get_list("set-cookie")
+                if c.startswith("__Host-outreach_csrf=")
+            )
+            attributes = [part.strip().lower() for part in set_cookie.split(";")[1:]]
+            assert "secure" in attributes
+            assert "path=/" in attributes
+            assert not any(part.startswith("domain") for part in attributes)
+            token = me.cookies["__Host-outreach_csrf"]
+            planted = await client.post("/v1/auth/logout", headers={"X-CSRF-Token": "planted"})
+            assert planted.status_code == 403
+            done = await client.post("/v1/auth/logout", headers={"X-CSRF-Token": token})
+            assert done.status_code == 204
+
 
 class TestSignInRateLimit:
     async def test_too_many_attempts_is_429_with_retry_after(

@@ -19,7 +19,7 @@ from outreach.credits.service import credit_service
 from outreach.kit.clock import Clock
 from outreach.kit.db import Database
 from outreach.models import LedgerEntry, User
-from outreach.models.campaign import EmailStatus, ScheduledEmail
+from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
 from outreach.models.suppression import SuppressionReason
 from outreach.recipient.suppression import suppression_service
 from tests.campaign.conftest import make_list, make_outbox_mailbox, make_template
@@ -251,3 +251,24 @@ async def test_bad_input(
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", "start_at"]
+
+
+async def test_company_cap_null_is_off_on_create_and_patch(
+    client: httpx.AsyncClient, session: AsyncSession, outbox_settings: Settings
+) -> None:
+    """The document says ``company_cap: null`` is off: create and PATCH both store NULL."""
+    ctx = await setup_campaign(client, session, company_cap=None)
+    off = ctx["campaign"]
+    assert off["company_cap"] is None
+    stored = await session.scalar(
+        select(Campaign.company_cap).where(Campaign.id == uuid.UUID(off["id"]))
+    )
+    assert stored is None
+    assert (await client.get(f"/v1/campaigns/{off['id']}")).json()["company_cap"] is None
+    base = {key: off[key] for key in ("mailbox_id", "template_id", "list_id")}
+    default = (await client.post("/v1/campaigns", json={"name": "d", **base})).json()
+    assert default["company_cap"] == 2  # omitted: the documented default
+    patched = await client.patch(f"/v1/campaigns/{default['id']}", json={"company_cap": None})
+    assert patched.json()["company_cap"] is None
+    again = await client.patch(f"/v1/campaigns/{off['id']}", json={"company_cap": 3})
+    assert again.json()["company_cap"] == 3

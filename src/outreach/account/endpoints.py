@@ -11,8 +11,8 @@ from outreach.account.export import iter_file
 from outreach.account.schemas import AccountDeleted, DeletionConfirmation
 from outreach.account.service import account_service
 from outreach.auth.dependencies import (
-    CSRF_COOKIE,
     CurrentUser,
+    csrf_cookie_name,
     secure_cookies,
     session_cookie_name,
     session_token,
@@ -82,5 +82,5 @@ async def delete_account(
     response.delete_cookie(
         session_cookie_name(settings), path="/", secure=secure, httponly=True, samesite="lax"
     )
-    response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, samesite="lax")
+    response.delete_cookie(csrf_cookie_name(settings), path="/", secure=secure, samesite="lax")
     return response

@@ -9,16 +9,18 @@ from urllib.parse import urlsplit
 import structlog
 from fastapi import Depends, Request
 
-from outreach.auth.service import auth_service
+from outreach.auth.service import auth_service, hash_token
 from outreach.config import Environment, Settings
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import Forbidden, Unauthorized
 from outreach.kit.idempotency import idempotency_dependency
 from outreach.kit.openapi import declares_problems
+from outreach.kit.signing import keyed_digest
 from outreach.models import User, UserRole
 
-CSRF_COOKIE = "outreach_csrf"
+CSRF_COOKIE = "outreach_csrf"  # production: __Host-outreach_csrf (csrf_cookie_name)
 CSRF_HEADER = "X-CSRF-Token"
+_CSRF_PURPOSE = "csrf"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -44,6 +46,21 @@ def session_cookie_name(settings: Settings) -> str:
     return "__Host-outreach_session" if secure_cookies(settings) else "outreach_session"
 
 
+def csrf_cookie_name(settings: Settings) -> str:
+    # __Host-: Secure, Path=/ and no Domain, so no sibling subdomain can plant it.
+    return f"__Host-{CSRF_COOKIE}" if secure_cookies(settings) else CSRF_COOKIE
+
+
+def csrf_token_for(session_token: str, settings: Settings) -> str:
+    """The CSRF token of one session: an HMAC, under the secret key, of the session
+    token's hash. A value anyone else chose, or another session's, never matches."""
+    return keyed_digest(
+        hash_token(session_token),
+        secret=settings.secret_key.get_secret_value(),
+        purpose=_CSRF_PURPOSE,
+    )
+
+
 def _origin(url: str) -> str | None:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
@@ -64,17 +81,25 @@ def check_origin(request: Request, settings: Settings) -> None:
         raise CsrfFailed(f"requests from {origin} are not allowed")
 
 
-def check_csrf(request: Request, settings: Settings) -> None:
-    """Double-submit token plus the Origin/Referer check."""
+def check_csrf(request: Request, settings: Settings, session_token: str) -> None:
+    """The session's own token in the header, plus the Origin/Referer check."""
     check_origin(request, settings)
-    cookie = request.cookies.get(CSRF_COOKIE, "")
     header = request.headers.get(CSRF_HEADER, "")
-    if not cookie or not hmac.compare_digest(cookie.encode(), header.encode()):
-        raise CsrfFailed(f"send the {CSRF_COOKIE} cookie's value in the {CSRF_HEADER} header")
+    expected = csrf_token_for(session_token, settings)
+    if not hmac.compare_digest(header.encode(), expected.encode()):
+        raise CsrfFailed(
+            f"send the {csrf_cookie_name(settings)} cookie's value in the {CSRF_HEADER} header"
+        )
 
 
 def session_token(request: Request) -> str | None:
     return request.cookies.get(session_cookie_name(request.app.state.settings)) or None
+
+
+def request_csrf_token(request: Request) -> str:
+    """The CSRF token of the request's session ("" without one), for a page's forms."""
+    token = session_token(request)
+    return csrf_token_for(token, request.app.state.settings) if token else ""
 
 
 @declares_problems(401)
@@ -85,7 +110,7 @@ async def get_current_user(request: Request, session: SessionDep) -> User:
     if token is None:
         raise NotAuthenticated("this endpoint needs a signed-in session")
     if request.method not in _SAFE_METHODS:
-        check_csrf(request, settings)
+        check_csrf(request, settings, token)
     user = await auth_service.authenticate(session, token)
     request.state.user_id = str(user.id)
     structlog.contextvars.bind_contextvars(user_id=str(user.id))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-
 from fastapi import APIRouter, Request, Response
 
 from outreach.auth.dependencies import (
-    CSRF_COOKIE,
     CurrentUser,
     check_origin,
+    csrf_cookie_name,
+    csrf_token_for,
     secure_cookies,
     session_cookie_name,
     session_token,
@@ -39,12 +38,17 @@ def _set_session_cookies(response: Response, settings: Settings, token: str) -> 
         httponly=True,
         samesite="lax",
     )
+    set_csrf_cookie(response, settings, token)
+
+
+def set_csrf_cookie(response: Response, settings: Settings, session_token: str) -> None:
+    """The session's CSRF token, readable by the web app (it echoes it in X-CSRF-Token)."""
     response.set_cookie(
-        CSRF_COOKIE,
-        secrets.token_urlsafe(32),
-        max_age=max_age,
+        csrf_cookie_name(settings),
+        csrf_token_for(session_token, settings),
+        max_age=settings.session_absolute_days * 86400,
         path="/",
-        secure=secure,
+        secure=secure_cookies(settings),
         httponly=False,
         samesite="lax",
     )
@@ -129,21 +133,18 @@ async def logout(request: Request, user: CurrentUser, session: SessionDep) -> Re
         httponly=True,
         samesite="lax",
     )
-    response.delete_cookie(CSRF_COOKIE, path="/", secure=secure_cookies(settings), samesite="lax")
+    response.delete_cookie(
+        csrf_cookie_name(settings), path="/", secure=secure_cookies(settings), samesite="lax"
+    )
     return response
 
 
 @router.get("/me", summary="The signed-in user", responses=problem_responses(401))
 async def me(request: Request, response: Response, user: CurrentUser, session: SessionDep) -> Me:
-    if CSRF_COOKIE not in request.cookies:
-        settings: Settings = request.app.state.settings
-        response.set_cookie(
-            CSRF_COOKIE,
-            secrets.token_urlsafe(32),
-            path="/",
-            secure=secure_cookies(settings),
-            httponly=False,
-            samesite="lax",
-            max_age=settings.session_absolute_days * 86400,
-        )
+    settings: Settings = request.app.state.settings
+    token = session_token(request)
+    assert token is not None  # CurrentUser guarantees it
+    # Missing, stale or planted: the browser gets this session's token back.
+    if request.cookies.get(csrf_cookie_name(settings)) != csrf_token_for(token, settings):
+        set_csrf_cookie(response, settings, token)
     return await me_view(session, user)

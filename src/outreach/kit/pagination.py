@@ -7,7 +7,6 @@ rather than a strange page.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -24,6 +23,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from outreach.kit.errors import BadRequest
 from outreach.kit.openapi import declares_problems
+from outreach.kit.signing import b64url_decode, b64url_encode
 
 T = TypeVar("T")
 MAX_LIMIT = 200
@@ -47,13 +47,13 @@ class Pagination:
 
     def encode(self, created_at: datetime, row_id: uuid.UUID) -> str:
         payload = json.dumps({"t": created_at.isoformat(), "i": str(row_id)}).encode()
-        body = base64.urlsafe_b64encode(payload).rstrip(b"=")
+        body = b64url_encode(payload).encode()
         return (body + b"." + _signature(self.signing_key, body)).decode()
 
 
 def _signature(key: bytes, body: bytes) -> bytes:
     digest = hmac.new(key, b"cursor:" + body, hashlib.sha256).digest()[:12]
-    return base64.urlsafe_b64encode(digest).rstrip(b"=")
+    return b64url_encode(digest).encode()
 
 
 def decode_cursor(cursor: str, signing_key: bytes) -> tuple[datetime, uuid.UUID]:
@@ -61,7 +61,7 @@ def decode_cursor(cursor: str, signing_key: bytes) -> tuple[datetime, uuid.UUID]
         body, signature = cursor.encode("ascii").split(b".", 1)
         if not hmac.compare_digest(signature, _signature(signing_key, body)):
             raise ValueError("bad signature")
-        data = json.loads(base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4)))
+        data = json.loads(b64url_decode(body.decode("ascii")))
         return datetime.fromisoformat(data["t"]), uuid.UUID(data["i"])
     except (ValueError, KeyError, TypeError, UnicodeError) as exc:
         raise InvalidCursor("the cursor is not one this API returned") from exc

@@ -8,6 +8,7 @@ link) is never accepted for another (an OAuth state). The key is derived from
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -22,12 +23,26 @@ class InvalidSignature(ValueError):
     """The token was altered, made for another purpose, or has expired."""
 
 
-def _b64(data: bytes) -> str:
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url: the one spelling every token of ours is written in."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def b64url_decode(text: str) -> bytes:
+    """The bytes of unpadded base64url ``text``; raises ValueError for any other spelling.
+
+    Python's decoder skips characters outside the alphabet, takes extra padding
+    and ignores the spare low bits of the last character, so several texts
+    decode to the same bytes. Only the one :func:`b64url_encode` writes is
+    accepted: decode, encode again, compare.
+    """
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not base64url") from exc
+    if b64url_encode(data) != text:
+        raise ValueError("not the canonical base64url spelling")
+    return data
 
 
 @lru_cache(maxsize=64)
@@ -37,6 +52,12 @@ def _key(secret: str, purpose: str) -> bytes:
     ).digest()
 
 
+def keyed_digest(message: str, *, secret: str, purpose: str) -> str:
+    """An HMAC of ``message`` under the purpose's key (base64url): a value only the
+    holder of the secret can derive from ``message``."""
+    return b64url_encode(hmac.new(_key(secret, purpose), message.encode(), hashlib.sha256).digest())
+
+
 def sign(
     payload: dict[str, Any], *, secret: str, purpose: str, expires_at: datetime | None = None
 ) -> str:
@@ -44,9 +65,9 @@ def sign(
     body = dict(payload)
     if expires_at is not None:
         body["_exp"] = int(expires_at.timestamp())
-    encoded = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+    encoded = b64url_encode(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
     mac = hmac.new(_key(secret, purpose), encoded.encode(), hashlib.sha256).digest()[:20]
-    return f"{encoded}.{_b64(mac)}"
+    return f"{encoded}.{b64url_encode(mac)}"
 
 
 def unsign(token: str, *, secret: str, purpose: str) -> dict[str, Any]:
@@ -54,9 +75,9 @@ def unsign(token: str, *, secret: str, purpose: str) -> dict[str, Any]:
     try:
         encoded, mac = token.split(".", 1)
         expected = hmac.new(_key(secret, purpose), encoded.encode(), hashlib.sha256).digest()[:20]
-        if not hmac.compare_digest(_unb64(mac), expected):
+        if not hmac.compare_digest(b64url_decode(mac), expected):
             raise InvalidSignature("bad signature")
-        payload = json.loads(_unb64(encoded))
+        payload = json.loads(b64url_decode(encoded))
     except (ValueError, UnicodeError) as exc:
         raise InvalidSignature("malformed token") from exc
     if not isinstance(payload, dict):

@@ -7,7 +7,6 @@ accepts a state minted for this browser and this signed-in user, within 10 minut
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -24,6 +23,7 @@ from outreach.config import Settings
 from outreach.kit.clock import utcnow
 from outreach.kit.crypto import SecretDecryptionFailed, decrypt_secret, encrypt_secret
 from outreach.kit.errors import BadRequest, ServiceUnavailable
+from outreach.kit.signing import b64url_decode, b64url_encode
 from outreach.models import MailboxMode
 
 GMAIL_COMPOSE = "https://www.googleapis.com/auth/gmail.compose"
@@ -102,20 +102,13 @@ class TokenResponse:
     id_token: str | None
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _state_mac(key: str, body: str) -> str:
-    return _b64(hmac.new(key.encode(), b"gmail-oauth-state:" + body.encode(), "sha256").digest())
+    mac = hmac.new(key.encode(), b"gmail-oauth-state:" + body.encode(), "sha256")
+    return b64url_encode(mac.digest())
 
 
 def sign_state(settings: Settings, claims: StateClaims) -> str:
-    body = _b64(
+    body = b64url_encode(
         json.dumps(
             {
                 "u": str(claims.user_id),
@@ -136,7 +129,7 @@ def read_state(settings: Settings, state: str | None) -> StateClaims:
     if not hmac.compare_digest(mac, _state_mac(settings.secret_key.get_secret_value(), body)):
         raise InvalidState("the state parameter was not issued by this server")
     try:
-        data = json.loads(_unb64(body))
+        data = json.loads(b64url_decode(body))
         claims = StateClaims(
             user_id=uuid.UUID(data["u"]),
             nonce=str(data["n"]),
@@ -153,7 +146,7 @@ def read_state(settings: Settings, state: str | None) -> StateClaims:
 def pkce_pair() -> tuple[str, str]:
     """(verifier, S256 challenge), RFC 7636."""
     verifier = secrets.token_urlsafe(64)
-    return verifier, _b64(hashlib.sha256(verifier.encode("ascii")).digest())
+    return verifier, b64url_encode(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
 def state_cookie_value(*, nonce: str, verifier: str, user_id: uuid.UUID) -> str:

@@ -5,7 +5,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outreach.kit.clock import utcnow
@@ -52,7 +61,9 @@ class Campaign(RecordModel):
     min_gap_seconds: Mapped[int] = mapped_column(default=120)
     jitter_seconds: Mapped[int] = mapped_column(default=60)
     use_recipient_timezone: Mapped[bool] = mapped_column(default=False)
-    company_cap: Mapped[int | None] = mapped_column(default=2)  # None: off
+    # None: off. evaluates_none(): the ORM writes an explicit None as NULL instead of
+    # dropping it and applying the default (which stored ``company_cap: null`` as 2).
+    company_cap: Mapped[int | None] = mapped_column(Integer().evaluates_none(), default=2)
     skip_recently_emailed_days: Mapped[int] = mapped_column(default=30)
     review_mode: Mapped[bool] = mapped_column(default=False)
     attach_resume: Mapped[bool] = mapped_column(default=False)

@@ -48,6 +48,7 @@ from outreach.models import (
 )
 from outreach.recipient import parsing
 from outreach.recipient.addresses import InvalidAddress, normalise_domain
+from outreach.recipient.cells import visible
 from outreach.recipient.mapping import (
     MappedRow,
     MappingError,
@@ -434,9 +435,10 @@ async def _insert_errors(session: AsyncSession, list_id: uuid.UUID, errors: list
                 "created_at": now,
                 "list_id": list_id,
                 "row": error.row,
-                "column": error.column[:200] if error.column else None,
-                "reason": error.reason[:500],
-                "value": error.value[:200] if error.value else None,
+                # visible(): a refused control character is stored as an escape.
+                "column": visible(error.column)[:200] if error.column else None,
+                "reason": visible(error.reason)[:500],
+                "value": visible(error.value)[:200] if error.value else None,
             }
             for error in errors
         ],
@@ -480,11 +482,12 @@ def _recipient_values(recipient_list: RecipientList, row: MappedRow, now: Any) -
     assert row.address is not None
     fields = row.fields
     first, last, name = fields.get("first_name"), fields.get("last_name"), fields.get("name")
+    # A part derived from another cell that does not fit its column is left empty, not cut.
     if name and not (first or last):
         first, _, rest = name.partition(" ")
-        last = rest.strip() or None
+        first, last = _fitting(first, 100), _fitting(rest.strip(), 100)
     if not name and (first or last):
-        name = " ".join(part for part in (first, last) if part)
+        name = _fitting(" ".join(part for part in (first, last) if part), 200)
     return {
         "id": uuid.uuid4(),
         "created_at": now,
@@ -492,9 +495,9 @@ def _recipient_values(recipient_list: RecipientList, row: MappedRow, now: Any) -
         "user_id": recipient_list.user_id,
         "position": row.row,
         "email": row.address.email,
-        "name": name[:200] if name else None,
-        "first_name": first[:100] if first else None,
-        "last_name": last[:100] if last else None,
+        "name": name or None,
+        "first_name": first or None,
+        "last_name": last or None,
         "company": fields.get("company"),
         "title": fields.get("title"),
         "linkedin": fields.get("linkedin"),
@@ -505,6 +508,10 @@ def _recipient_values(recipient_list: RecipientList, row: MappedRow, now: Any) -
         "verification_status": "unverified",
         "verification_reasons": [],
     }
+
+
+def _fitting(value: str, limit: int) -> str | None:
+    return value if value and len(value) <= limit else None
 
 
 class _SuppressionSink:

@@ -13,6 +13,7 @@ from typing import Any
 
 from outreach.models import ListKind
 from outreach.recipient.addresses import Address, InvalidAddress, normalise_email
+from outreach.recipient.cells import CellRefused, clean_cell, visible
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "email": (
@@ -86,6 +87,7 @@ FIELD_LENGTHS = {
 }
 DEFAULT_LENGTH = 200
 MAX_CUSTOM_LENGTH = 2000
+MAX_EMAIL_CELL = 320
 
 
 class MappingError(ValueError):
@@ -181,10 +183,16 @@ class MappedRow:
 
 
 class RowMapper:
-    """Turns the cells of one row into a :class:`MappedRow` or a :class:`RowError`."""
+    """Turns the cells of one row into a :class:`MappedRow` or a :class:`RowError`.
+
+    Every stored cell goes through :func:`cells.clean_cell`: a control character
+    or an over-long value makes the row an error naming its column, never a
+    silently changed value.
+    """
 
     def __init__(self, headers: list[str], mapping: dict[str, str], kind: ListKind) -> None:
         self.kind = kind
+        self.headers = headers
         index = {header: position for position, header in enumerate(headers)}
         self.columns = {name: index[header] for name, header in mapping.items()}
         self.email_header = mapping["email"]
@@ -200,32 +208,49 @@ class RowMapper:
         )
 
     def map(self, row: int, cells: list[str]) -> MappedRow | RowError:
-        def cell(position: int) -> str:
-            return cells[position].strip() if position < len(cells) else ""
-
-        raw_email = cell(self.columns["email"])
-        if not raw_email:
-            return RowError(row, self.email_header, "the email cell is empty", None)
-        address: Address | None
         try:
-            address = normalise_email(raw_email)
-        except InvalidAddress as exc:
-            if self.kind == ListKind.suppressions and "@" not in raw_email:
-                address = None  # a whole domain, checked by the suppression sink
-            else:
-                return RowError(row, self.email_header, str(exc), raw_email[:200])
-        fields: dict[str, str | None] = {}
-        for name, position in self.columns.items():
-            if name == "email":
-                continue
-            value = cell(position)
-            limit = FIELD_LENGTHS.get(name, DEFAULT_LENGTH)
-            fields[name] = value[:limit] or None
+            address, raw_email = self._address(row, cells)
+            fields = {
+                name: self._cell(
+                    row, cells, position, name, FIELD_LENGTHS.get(name, DEFAULT_LENGTH)
+                )
+                or None
+                for name, position in self.columns.items()
+                if name != "email"
+            }
+            custom = {
+                key: value
+                for position, key in self.custom
+                if (value := self._cell(row, cells, position, key, MAX_CUSTOM_LENGTH))
+            }
+        except _Refused as refused:
+            return refused.error
         if self.kind == ListKind.suppressions and address is None:
             fields["domain"] = raw_email
-        custom = {}
-        for position, key in self.custom:
-            value = cell(position)
-            if value:
-                custom[key] = value[:MAX_CUSTOM_LENGTH]
         return MappedRow(row, address, fields, custom)
+
+    def _address(self, row: int, cells: list[str]) -> tuple[Address | None, str]:
+        position = self.columns["email"]
+        raw = self._cell(row, cells, position, "email", MAX_EMAIL_CELL)
+        if not raw:
+            raise _Refused(RowError(row, self.email_header, "the email cell is empty", None))
+        try:
+            return normalise_email(raw), raw
+        except InvalidAddress as exc:
+            if self.kind == ListKind.suppressions and "@" not in raw:
+                return None, raw  # a whole domain, checked by the suppression sink
+            raise _Refused(RowError(row, self.email_header, str(exc), raw[:200])) from exc
+
+    def _cell(self, row: int, cells: list[str], position: int, field: str, limit: int) -> str:
+        text = cells[position] if position < len(cells) else ""
+        try:
+            return clean_cell(text, field=field, limit=limit)
+        except CellRefused as exc:
+            error = RowError(row, self.headers[position], str(exc), visible(text[:200]))
+            raise _Refused(error) from exc
+
+
+class _Refused(Exception):
+    def __init__(self, error: RowError) -> None:
+        super().__init__(error.reason)
+        self.error = error

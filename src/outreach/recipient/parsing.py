@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from outreach.recipient.cells import clean_header
+
 SAMPLE_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
 BOM = b"\xef\xbb\xbf"
@@ -73,7 +75,9 @@ def sniff_file_format(sample: bytes) -> str:
         return "xlsx"
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise UnreadableFile("the file is UTF-16 text; save it as CSV UTF-8 and upload again")
-    if b"\x00" in sample or sample.startswith((b"%PDF", b"\xd0\xcf\x11\xe0")):
+    # A NUL or other control byte inside a cell is a row error (recipient.cells), not a
+    # reason to refuse the file; many of them (UTF-16 without a BOM, binary) are.
+    if sample.startswith((b"%PDF", b"\xd0\xcf\x11\xe0")):
         raise UnreadableFile("the file is not a CSV or XLSX file")
     controls = sum(1 for byte in sample if byte < 32 and byte not in (9, 10, 13))
     if controls > len(sample) // 100:
@@ -126,7 +130,7 @@ def inspect_csv(path: str, *, max_cell: int) -> CsvLayout:
         try:
             for cells in reader:
                 if any(cell.strip() for cell in cells):
-                    headers = [cell.strip() for cell in cells]
+                    headers = [clean_header(cell) for cell in cells]
                     break
         except csv.Error as exc:
             raise UnreadableFile(f"the header row cannot be read: {exc}") from exc

@@ -4,11 +4,29 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from outreach.models import SuppressionReason
+from outreach.recipient.cells import without_controls
 
+
+def _without_controls(value: object) -> object:
+    # Before the type check and the strip: a trailing NEL is refused, not trimmed.
+    return without_controls(value) if isinstance(value, str) else value
+
+
+# Recipient values added by hand follow the import's rule (recipient.cells).
+Clean = BeforeValidator(_without_controls)
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+RecipientText200 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), Clean]
 
 
 class ListCounts(BaseModel):
@@ -71,15 +89,15 @@ class RecipientOut(BaseModel):
 
 class RecipientCreate(BaseModel):
     email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)]
-    name: Text200 | None = None
-    first_name: Annotated[str, StringConstraints(max_length=100)] | None = None
-    last_name: Annotated[str, StringConstraints(max_length=100)] | None = None
-    company: Text200 | None = None
-    title: Text200 | None = None
-    linkedin: Annotated[str, StringConstraints(max_length=500)] | None = None
-    website: Annotated[str, StringConstraints(max_length=500)] | None = None
-    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
-    custom_fields: dict[str, Annotated[str, StringConstraints(max_length=2000)]] = Field(
+    name: RecipientText200 | None = None
+    first_name: Annotated[str, StringConstraints(max_length=100), Clean] | None = None
+    last_name: Annotated[str, StringConstraints(max_length=100), Clean] | None = None
+    company: RecipientText200 | None = None
+    title: RecipientText200 | None = None
+    linkedin: Annotated[str, StringConstraints(max_length=500), Clean] | None = None
+    website: Annotated[str, StringConstraints(max_length=500), Clean] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64), Clean] | None = None
+    custom_fields: dict[str, Annotated[str, StringConstraints(max_length=2000), Clean]] = Field(
         default_factory=dict, max_length=50
     )
 
