@@ -129,19 +129,29 @@ def test_allowed_language_still_renders() -> None:
 
 
 class TestOutputBudget:
-    def test_rendering_stops_at_the_cap_without_building_the_whole_text(self) -> None:
-        """``{{a}}`` ×10,000 with a 100,000-character value would build 1 GB before
-        the cap was checked; the running budget stops after ~100,000 characters."""
-        source = "{{a}}" * 10_000
+    @pytest.mark.parametrize(
+        ("source", "value", "says"),
+        [
+            # Refused before rendering: more expressions than a template may have.
+            ("{{a}}" * 10_000, "x" * 100_000, "expressions"),
+            # Allowed, but 200 × 1,000,000 characters would build 200 MB.
+            ("{{a}}" * 200, "x" * 1_000_000, "longer than 100000"),
+        ],
+    )
+    def test_rendering_stops_at_the_cap_without_building_the_whole_text(
+        self, source: str, value: str, says: str
+    ) -> None:
+        """``{{a}}`` ×10,000 with a 100,000-character value built 1 GB before the
+        cap was checked; the running budget stops after ~100,000 characters."""
         tracemalloc.start()
         try:
             with pytest.raises(TemplateProblem) as caught:
-                render_source(source, {"a": "x" * 100_000})
+                render_source(source, {"a": value})
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert "longer than" in str(caught.value)
-        assert peak < 50 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+        assert says in str(caught.value)
+        assert peak < 50 * 1024 * 1024 + len(value), f"peak {peak / 1e6:.0f} MB"
 
     def test_a_text_at_the_cap_renders(self) -> None:
         text = render_source("{{a}}{{a}}", {"a": "x" * 50_000})

@@ -20,7 +20,11 @@ from outreach.recipient.addresses import is_free_mail
 from outreach.recipient.suppression import suppression_service
 from outreach.template.profile import sender_profile
 from outreach.template.rendering import RenderedEmail
-from outreach.template.service import MissingTemplateVariables, template_service
+from outreach.template.service import (
+    InvalidTemplate,
+    MissingTemplateVariables,
+    template_service,
+)
 
 
 class SkipReason:
@@ -29,6 +33,7 @@ class SkipReason:
     undeliverable = "undeliverable"
     missing_variable = "missing_variable"
     recently_emailed = "recently_emailed"
+    render_failed = "render_failed"  # this recipient's values break the template (too long…)
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,9 @@ async def build_audience(
             rendered, _ = render(recipient_fields(recipient), recipient.custom_fields)
         except MissingTemplateVariables as exc:
             audience.skipped.append((email, SkipReason.missing_variable, exc.detail))
+            continue
+        except InvalidTemplate as exc:
+            audience.skipped.append((email, SkipReason.render_failed, exc.detail))
             continue
         audience.to_send.append(Candidate(recipient, rendered, company_domain(email)))
     return audience
