@@ -53,6 +53,11 @@ class TestRenderFailures:
         assert skipped["meera@globex.com"]["reason"] == "render_failed"
         assert "longer than" in skipped["meera@globex.com"]["detail"]
         assert body["to_send"] == 3  # ravi, nocompany and kiran
+        plan = await client.get(f"{url}/outreach-plan")
+        assert plan.status_code == 200, plan.text
+        checks = {check["key"]: check for check in plan.json()["checks"]}
+        assert checks["render_failed"]["status"] == "warn"
+        assert checks["render_failed"]["value"] == 1
         scheduled = await client.post(f"{url}/schedule", headers={"Idempotency-Key": "k"})
         assert scheduled.status_code == 202, scheduled.text
         assert scheduled.json()["scheduled"] == 3

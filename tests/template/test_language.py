@@ -156,3 +156,13 @@ class TestOutputBudget:
     def test_a_text_at_the_cap_renders(self) -> None:
         text = render_source("{{a}}{{a}}", {"a": "x" * 50_000})
         assert len(text) == 100_000
+
+
+def test_a_missing_value_in_an_in_test_is_false_on_either_side() -> None:
+    """``title in 'CTO VP'`` without a title raised a TypeError (and a 500)."""
+    source = (
+        "{% if title in 'CTO VP' %}senior{% else %}other{% endif %}"
+        "{% if 'x' not in company %}!{% endif %}{{ 'a' if nick in company else 'b' }}"
+    )
+    assert render_source(source, {}) == "other!b"
+    assert render_source(source, {"title": "CTO", "company": "xyz", "nick": "yz"}) == "seniora"

@@ -12,15 +12,17 @@ soon as the output passes its budget.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from outreach.template.language import (
     FILTERS,
@@ -85,11 +87,41 @@ def _plain_value(value: object) -> object:
     raise TemplateProblem(f"only text can be printed, not {type(value).__name__}", field="body")
 
 
+def _within(item: object, container: object) -> bool:
+    """``item in container`` for texts; a missing value on either side is simply false
+    (Python's ``in`` raises when the left side is missing and the right is text)."""
+    return isinstance(item, str) and isinstance(container, str) and item in container
+
+
+class _PairwiseIn(NodeTransformer):
+    """Rewrites ``a in b`` (and chains such as ``a == b in c``) into the ``_within``
+    test, so that a missing value on the left is false, as it is in any other test."""
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
+        self.generic_visit(node)
+        left, parts = node.expr, []
+        for operand in node.ops:
+            part: nodes.Expr
+            if operand.op in ("in", "notin"):
+                part = nodes.Test(left, "_within", [operand.expr], [], None, None)
+                part = nodes.Not(part) if operand.op == "notin" else part
+            else:
+                part = nodes.Compare(left, [operand])
+            parts.append(part.set_lineno(node.lineno))
+            left = operand.expr
+        return functools.reduce(lambda a, b: nodes.And(a, b, lineno=node.lineno), parts)
+
+
+class _Environment(SandboxedEnvironment):
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return cast(nodes.Template, _PairwiseIn().visit(super()._parse(source, name, filename)))
+
+
 def _environment(autoescape: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=_Undefined, autoescape=autoescape, finalize=_plain_value)
+    env = _Environment(undefined=_Undefined, autoescape=autoescape, finalize=_plain_value)
     own = {name: rule.function for name, rule in FILTERS.items() if rule.function is not None}
     env.filters = own | {"default": env.filters["default"]}
-    env.tests = {name: env.tests[name] for name in TESTS}
+    env.tests = {name: env.tests[name] for name in TESTS} | {"_within": _within}
     env.globals = {}
     return env
 
