@@ -7,7 +7,13 @@ import tracemalloc
 
 import pytest
 
-from outreach.template.sandbox import TemplateProblem, check_template, render_source
+from outreach.template.rendering import render_email
+from outreach.template.sandbox import (
+    MAX_VALUE_CHARS,
+    TemplateProblem,
+    check_template,
+    render_source,
+)
 
 CONTEXT = {"first_name": "Ada", "company": "Acme", "a": "x", "sender": {"name": "Sam"}}
 
@@ -166,3 +172,26 @@ def test_a_missing_value_in_an_in_test_is_false_on_either_side() -> None:
     )
     assert render_source(source, {}) == "other!b"
     assert render_source(source, {"title": "CTO", "company": "xyz", "nick": "yz"}) == "seniora"
+
+
+def test_an_over_long_value_is_refused_by_name_before_rendering() -> None:
+    class Content:
+        subject, body_text, body_html = "Hi", "{{ notes }} {{ sender.top_skills }}", None
+
+    for context, name in (
+        ({"notes": "n" * (MAX_VALUE_CHARS + 1)}, "notes"),
+        (
+            {"notes": "n", "sender": {"top_skills": "s" * (MAX_VALUE_CHARS + 1)}},
+            "sender.top_skills",
+        ),
+    ):
+        with pytest.raises(TemplateProblem) as caught:
+            render_email(Content(), context, footer="{url}", unsubscribe_url="u")
+        assert caught.value.field == name
+    email = render_email(
+        Content(),
+        {"notes": "n" * MAX_VALUE_CHARS, "sender": {"top_skills": "s"}},
+        footer="{url}",
+        unsubscribe_url="u",
+    )
+    assert email.text.startswith("n" * MAX_VALUE_CHARS + " s")
