@@ -7,6 +7,7 @@ import tracemalloc
 
 import pytest
 
+from outreach.template.language import usable_name
 from outreach.template.rendering import render_email
 from outreach.template.sandbox import (
     MAX_VALUE_CHARS,
@@ -195,3 +196,27 @@ def test_an_over_long_value_is_refused_by_name_before_rendering() -> None:
         unsubscribe_url="u",
     )
     assert email.text.startswith("n" * MAX_VALUE_CHARS + " s")
+
+
+@pytest.mark.parametrize(
+    ("name", "usable"),
+    [
+        ("team_size", True),
+        ("col_2nd_contact", True),
+        ("sender", False),
+        ("self", False),
+        ("in", False),
+        ("none", False),
+        ("class", False),
+        ("_secret", False),
+    ],
+)
+def test_a_list_column_is_offered_only_when_it_can_be_written(name: str, usable: bool) -> None:
+    """``GET /v1/templates/variables`` offers a column by this rule, and the check
+    accepts ``{{ name }}`` by the same rule."""
+    assert usable_name(name) is usable
+    if usable:
+        check_template(f"{{{{ {name} }}}}", field_name="body_text")
+    else:
+        with pytest.raises(TemplateProblem):
+            check_template(f"{{{{ {name} }}}}", field_name="body_text")

@@ -116,11 +116,6 @@ def usable_name(name: str) -> bool:
     )
 
 
-def template_variables() -> list[str]:
-    """Every fixed name a template can use: recipient fields, then ``sender.<field>``."""
-    return [*RECIPIENT_FIELDS, *(f"sender.{name}" for name in SENDER_FIELDS)]
-
-
 # --------------------------------------------------------------------------- size and depth
 
 
