@@ -31,8 +31,8 @@ class TestCrud:
         assert response.status_code == 201, response.text
         body = response.json()
         assert body["version"] == 1
-        assert body["variables"] == ["first_name", "company", "sender"]
-        assert body["required_variables"] == ["company", "sender"]
+        assert body["variables"] == ["first_name", "company", "sender.name"]
+        assert body["required_variables"] == ["company", "sender.name"]
         assert body["source"] == "manual"
         listed = (await client.get("/v1/templates")).json()
         assert [t["id"] for t in listed["items"]] == [body["id"]]
@@ -208,3 +208,30 @@ async def test_variables_of_a_list_include_its_columns(
     assert columns == ["team_size", "hiring_for"]
     other = await client.get("/v1/templates/variables", params={"list_id": str(uuid.uuid4())})
     assert other.status_code == 404
+
+
+async def test_listed_variables_are_exactly_what_a_template_may_use(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 20 item 7: each sender field by its dotted name, and the save-time check
+    agrees with the list (one vocabulary)."""
+    await sign_in(client, "ada@example.com")
+    body = (await client.get("/v1/templates/variables")).json()
+    names = [v["name"] for v in body["variables"]]
+    assert "sender" not in names
+    assert {n for n in names if n.startswith("sender.")} == {
+        "sender.name",
+        "sender.first_name",
+        "sender.email",
+        "sender.target_role",
+        "sender.top_skills",
+        "sender.years_experience",
+    }
+    for name in names:
+        saved = await create(client, body_text=f"{{{{ {name} }}}}", body_html=None)
+        assert saved.status_code == 201, (name, saved.text)
+        assert name in saved.json()["variables"]
+    for refused in ("{{ sender.password }}", "{{ sender }}", "{{ first_name.upper }}"):
+        response = await create(client, body_text=refused)
+        assert response.status_code == 422, refused
+        assert response.json()["errors"][0]["loc"] == ["body", "body_text"]

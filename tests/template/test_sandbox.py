@@ -58,8 +58,8 @@ def test_allowed_language() -> None:
         "{{ sender.name }} {{ nickname if nickname is defined else 'friend' }}"
     )
     shape = check_template(source, field_name="body")
-    assert shape.variables == ["first_name", "company", "title", "sender", "nickname"]
-    assert shape.required == ["sender"]
+    assert shape.variables == ["first_name", "company", "title", "sender.name", "nickname"]
+    assert shape.required == ["sender.name"]
     assert shape.fallbacks == {"first_name": "there"}
 
 

@@ -37,6 +37,7 @@ class SkipReason:
     missing_variable = "missing_variable"
     recently_emailed = "recently_emailed"
     invalid_header = "invalid_header"  # its subject, name or address cannot be written
+    render_failed = "render_failed"  # this recipient's values break the template (too long…)
 
 
 class Skip(NamedTuple):
@@ -212,6 +213,8 @@ async def build_audience(
             continue
         except (InvalidHeader, InvalidAddress, InvalidTemplate) as exc:
             skip = header_skip(recipient, exc)
+            if skip is None and isinstance(exc, InvalidTemplate):
+                skip = Skip(email, SkipReason.render_failed, exc.detail, row=recipient.position)
             if skip is None:
                 raise
             audience.skipped.append(skip)

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from outreach.kit.text import control_character
-from outreach.template.sandbox import MAX_SUBJECT_CHARS, TemplateProblem, render_source
+from outreach.template.language import RECIPIENT_FIELDS, SENDER_FIELDS
+from outreach.template.sandbox import (
+    MAX_SUBJECT_CHARS,
+    MAX_VALUE_CHARS,
+    TemplateProblem,
+    render_source,
+)
 
-STANDARD_VARIABLES = ["email", "first_name", "last_name", "full_name", "company", "title"]
-SENDER_VARIABLES = ["name", "first_name", "email", "target_role", "top_skills", "years_experience"]
 _NOT_IDENTIFIER = re.compile(r"[^a-z0-9_]+")
 
 
@@ -54,7 +58,7 @@ def recipient_context(
     for column, value in (custom_fields or {}).items():
         if _present(value):
             context[variable_name(column)] = str(value).strip()
-    for name in STANDARD_VARIABLES:
+    for name in RECIPIENT_FIELDS:
         value = fields.get(name)
         if _present(value):
             context[name] = str(value).strip()
@@ -70,9 +74,7 @@ def recipient_context(
 
 def sender_context(profile: Mapping[str, object]) -> dict[str, Any]:
     """``sender.*`` variables: the user's name, target role and resume highlights."""
-    sender = {
-        k: str(v).strip() for k, v in profile.items() if k in SENDER_VARIABLES and _present(v)
-    }
+    sender = {k: str(v).strip() for k, v in profile.items() if k in SENDER_FIELDS and _present(v)}
     if "first_name" not in sender and "name" in sender:
         sender["first_name"] = sender["name"].split()[0]
     return sender
@@ -80,6 +82,17 @@ def sender_context(profile: Mapping[str, object]) -> dict[str, Any]:
 
 def _footer_text(footer: str, url: str) -> str:
     return footer.replace("{url}", url) if "{url}" in footer else f"{footer} {url}"
+
+
+def _check_value_sizes(context: Mapping[str, Any]) -> None:
+    """One over-long value (a list cell, a sample, a sender field) is refused by name
+    before anything is rendered with it."""
+    values = {**context, **{f"sender.{k}": v for k, v in context.get("sender", {}).items()}}
+    for name, value in values.items():
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            raise TemplateProblem(
+                f"the value of {name} is longer than {MAX_VALUE_CHARS} characters", field=name
+            )
 
 
 def render_email(
@@ -94,7 +107,8 @@ def render_email(
     Raises ``MissingVariables`` (a variable without value or default) or
     ``TemplateProblem`` (a subject that would break a header, output too long).
     """
-    subject = render_source(content.subject, context).strip()
+    _check_value_sizes(context)
+    subject = render_source(content.subject, context, field_name="subject").strip()
     if "\r" in subject or "\n" in subject:
         raise TemplateProblem("the subject may not contain line breaks", field="subject")
     if (found := control_character(subject)) is not None:
@@ -104,10 +118,15 @@ def render_email(
     if len(subject) > MAX_SUBJECT_CHARS:
         raise TemplateProblem(f"the subject is longer than {MAX_SUBJECT_CHARS}", field="subject")
     footer_line = _footer_text(footer, unsubscribe_url)
-    text = render_source(content.body_text, context).rstrip() + "\n\n--\n" + footer_line + "\n"
+    text = (
+        render_source(content.body_text, context, field_name="body_text").rstrip()
+        + "\n\n--\n"
+        + footer_line
+        + "\n"
+    )
     html: str | None = None
     if content.body_html:
-        body = render_source(content.body_html, context, html=True)
+        body = render_source(content.body_html, context, html=True, field_name="body_html")
         link = html_lib.escape(unsubscribe_url, quote=True)
         escaped = html_lib.escape(footer.split("{url}")[0].strip())
         html = (

@@ -1,97 +1,62 @@
 """The template language: a small, safe subset of Jinja2.
 
 A template is parsed and every node checked against an allowlist when it is
-saved: output, names, string constants, attribute access, a few filters,
-``if``/``elif``/``else``, comparisons and tests, ``and``/``or``/``not``.
-Loops, macros, includes, ``set``, calls, item access and arithmetic are
-refused, because the sandbox alone bounds neither time nor memory
+saved (:mod:`outreach.template.language`): output, names, string constants,
+``sender.<field>``, a few filters, ``if``/``elif``/``else``, comparisons and tests,
+``and``/``or``/``not``. Loops, macros, includes, ``set``, calls, item access and
+arithmetic are refused, because the sandbox alone bounds neither time nor memory
 (``{{ 9**9**9 }}``, ``{{ 'x' * 10**9 }}``). Rendering then runs in a
-``SandboxedEnvironment`` with ``StrictUndefined`` and an output cap.
+``SandboxedEnvironment`` with ``StrictUndefined``, prints only text, and stops as
+soon as the output passes its budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Undefined
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
-MAX_SOURCE_CHARS = 50_000
+from outreach.template.language import (
+    FILTERS,
+    MAX_CONST_CHARS,
+    MAX_SOURCE_CHARS,
+    TESTS,
+    TemplateProblem,
+    TemplateShape,
+    check_template,
+)
+
+__all__ = [
+    "FILTERS",
+    "MAX_CONST_CHARS",
+    "MAX_OUTPUT_CHARS",
+    "MAX_SOURCE_CHARS",
+    "MAX_SUBJECT_CHARS",
+    "MAX_VALUE_CHARS",
+    "MissingVariables",
+    "TemplateProblem",
+    "TemplateShape",
+    "check_template",
+    "render_source",
+]
+
 MAX_OUTPUT_CHARS = 100_000
 MAX_SUBJECT_CHARS = 300
-MAX_CONST_CHARS = 500
-
-
-def _first_word(value: object) -> str:
-    text = str(value).strip()
-    return text.split()[0] if text else ""
-
-
-def _title(value: object) -> str:
-    # str.title() would make "McDonald's" into "Mcdonald'S"; capitalise words instead.
-    return " ".join(word[:1].upper() + word[1:] for word in str(value).split(" "))
-
-
-def _trim(value: object) -> str:
-    return str(value).strip()
-
-
-FILTERS = {
-    "default": None,  # Jinja's own: covers undefined (and so empty) values
-    "title": _title,
-    "first_word": _first_word,
-    "upper": lambda value: str(value).upper(),
-    "lower": lambda value: str(value).lower(),
-    "capitalize": lambda value: str(value).capitalize(),
-    "trim": _trim,
-}
-TESTS = {"defined", "undefined", "none", "string"}
-_ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
-    nodes.Template,
-    nodes.Output,
-    nodes.TemplateData,
-    nodes.Name,
-    nodes.Const,
-    nodes.Getattr,
-    nodes.Filter,
-    nodes.Test,
-    nodes.If,
-    nodes.CondExpr,
-    nodes.Compare,
-    nodes.Operand,
-    nodes.And,
-    nodes.Or,
-    nodes.Not,
-)
-_ALLOWED_COMPARISONS = {"eq", "ne", "in", "notin"}
-
-
-class TemplateProblem(ValueError):
-    """A template that may not be saved or rendered; ``field`` names where."""
-
-    def __init__(self, message: str, *, field: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-        self.line = line
+MAX_VALUE_CHARS = 2_000  # one variable's value: the longest a list cell may be
 
 
 class MissingVariables(ValueError):
     def __init__(self, names: list[str]) -> None:
         super().__init__(f"no value and no default for: {', '.join(names)}")
         self.names = names
-
-
-@dataclass(frozen=True)
-class TemplateShape:
-    """What a checked template uses."""
-
-    variables: list[str]  # top-level names, e.g. first_name, company, sender
-    required: list[str]  # used without a default() fallback or an if-guard
-    fallbacks: dict[str, str] = field(default_factory=dict)
 
 
 class _Undefined(StrictUndefined):
@@ -109,13 +74,54 @@ class _Undefined(StrictUndefined):
     def __hash__(self) -> int:  # type: ignore[override]
         return id(type(self))
 
+    def __contains__(self, item: object) -> bool:  # type: ignore[override]
+        return False  # {% if 'VP' in title %} without a title is false, like the title
+
+
+def _plain_value(value: object) -> object:
+    """What ``{{ … }}`` prints: text (or a number), never an object's representation."""
+    if isinstance(value, Undefined | str):
+        return value  # printing an Undefined raises, naming the missing variable
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise TemplateProblem(f"only text can be printed, not {type(value).__name__}", field="body")
+
+
+def _within(item: object, container: object) -> bool:
+    """``item in container`` for texts; a missing value on either side is simply false
+    (Python's ``in`` raises when the left side is missing and the right is text)."""
+    return isinstance(item, str) and isinstance(container, str) and item in container
+
+
+class _PairwiseIn(NodeTransformer):
+    """Rewrites ``a in b`` (and chains such as ``a == b in c``) into the ``_within``
+    test, so that a missing value on the left is false, as it is in any other test."""
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
+        self.generic_visit(node)
+        left, parts = node.expr, []
+        for operand in node.ops:
+            part: nodes.Expr
+            if operand.op in ("in", "notin"):
+                part = nodes.Test(left, "_within", [operand.expr], [], None, None)
+                part = nodes.Not(part) if operand.op == "notin" else part
+            else:
+                part = nodes.Compare(left, [operand])
+            parts.append(part.set_lineno(node.lineno))
+            left = operand.expr
+        return functools.reduce(lambda a, b: nodes.And(a, b, lineno=node.lineno), parts)
+
+
+class _Environment(SandboxedEnvironment):
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return cast(nodes.Template, _PairwiseIn().visit(super()._parse(source, name, filename)))
+
 
 def _environment(autoescape: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=_Undefined, autoescape=autoescape)
-    env.filters = {name: fn for name, fn in FILTERS.items() if fn is not None} | {
-        "default": env.filters["default"]
-    }
-    env.tests = {name: env.tests[name] for name in TESTS}
+    env = _Environment(undefined=_Undefined, autoescape=autoescape, finalize=_plain_value)
+    own = {name: rule.function for name, rule in FILTERS.items() if rule.function is not None}
+    env.filters = own | {"default": env.filters["default"]}
+    env.tests = {name: env.tests[name] for name in TESTS} | {"_within": _within}
     env.globals = {}
     return env
 
@@ -124,133 +130,74 @@ _TEXT_ENV = _environment(autoescape=False)
 _HTML_ENV = _environment(autoescape=True)
 
 
-def _names(node: nodes.Node) -> frozenset[str]:
-    found = {n.name for n in node.find_all(nodes.Name)}
-    if isinstance(node, nodes.Name):
-        found.add(node.name)
-    return frozenset(found)
-
-
-def _walk(node: nodes.Node, guards: frozenset[str]) -> Iterator[tuple[nodes.Node, frozenset[str]]]:
-    yield node, guards
-    if isinstance(node, nodes.If):
-        guarded = guards | _names(node.test)
-        yield from _walk(node.test, guarded)  # a test of an empty value is simply false
-        for child in node.body:
-            yield from _walk(child, guarded)
-        for elif_ in node.elif_:
-            yield from _walk(elif_, guarded)
-        for child in node.else_:
-            yield from _walk(child, guards)
-        return
-    if isinstance(node, nodes.CondExpr):
-        guarded = guards | _names(node.test)
-        yield from _walk(node.test, guarded)
-        yield from _walk(node.expr1, guarded)
-        if node.expr2 is not None:
-            yield from _walk(node.expr2, guards)
-        return
-    if isinstance(node, nodes.Filter) and node.name == "default" and node.node is not None:
-        # The value under default() needs no value of its own.
-        guards = guards | _names(node.node)
-    for child in node.iter_child_nodes():
-        yield from _walk(child, guards)
-
-
-def _check_node(node: nodes.Node, field_name: str) -> None:
-    line = getattr(node, "lineno", None)
-    if not isinstance(node, _ALLOWED_NODES):
-        kind = type(node).__name__
-        raise TemplateProblem(
-            f"{kind} is not allowed in templates (only variables, filters, if/else and "
-            "comparisons)",
-            field=field_name,
-            line=line,
-        )
-    if isinstance(node, nodes.Const) and not (
-        node.value is None or isinstance(node.value, bool | str)
-    ):
-        raise TemplateProblem("only text constants are allowed", field=field_name, line=line)
-    if (
-        isinstance(node, nodes.Const)
-        and isinstance(node.value, str)
-        and len(node.value) > MAX_CONST_CHARS
-    ):
-        raise TemplateProblem("a text constant is too long", field=field_name, line=line)
-    if isinstance(node, nodes.Name) and node.ctx != "load":
-        raise TemplateProblem("assignments are not allowed", field=field_name, line=line)
-    if isinstance(node, nodes.Name | nodes.Getattr):
-        name = node.name if isinstance(node, nodes.Name) else node.attr
-        if name.startswith("_"):
-            raise TemplateProblem(f"{name!r} is not a variable", field=field_name, line=line)
-    if isinstance(node, nodes.Filter):
-        if node.name not in FILTERS:
-            raise TemplateProblem(
-                f"unknown filter {node.name!r}; use one of {', '.join(sorted(FILTERS))}",
-                field=field_name,
-                line=line,
-            )
-        if node.kwargs or node.dyn_args or node.dyn_kwargs:
-            raise TemplateProblem("filters take plain arguments only", field=field_name, line=line)
-    if isinstance(node, nodes.Test) and node.name not in TESTS:
-        raise TemplateProblem(f"unknown test {node.name!r}", field=field_name, line=line)
-    if isinstance(node, nodes.Operand) and node.op not in _ALLOWED_COMPARISONS:
-        raise TemplateProblem(
-            "only ==, !=, in and not in comparisons are allowed", field=field_name, line=line
-        )
-
-
-def check_template(source: str, *, field_name: str) -> TemplateShape:
-    """Parse and check one template source; raises :class:`TemplateProblem`."""
-    if len(source) > MAX_SOURCE_CHARS:
-        raise TemplateProblem(f"longer than {MAX_SOURCE_CHARS} characters", field=field_name)
-    try:
-        tree = _TEXT_ENV.parse(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateProblem(
-            f"syntax error: {exc.message}", field=field_name, line=exc.lineno
-        ) from exc
-    variables: list[str] = []
-    required: list[str] = []
-    fallbacks: dict[str, str] = {}
-    for node, guards in _walk(tree, frozenset()):
-        _check_node(node, field_name)
-        if isinstance(node, nodes.Filter) and node.name == "default" and node.args:
-            target, value = node.node, node.args[0]
-            if isinstance(target, nodes.Name) and isinstance(value, nodes.Const):
-                fallbacks.setdefault(target.name, str(value.value))
-        if isinstance(node, nodes.Name):
-            if node.name not in variables:
-                variables.append(node.name)
-            if node.name not in guards and node.name not in required:
-                required.append(node.name)
-    return TemplateShape(variables=variables, required=required, fallbacks=fallbacks)
+@dataclass(frozen=True)
+class _Refusal:
+    message: str
+    line: int | None
 
 
 @lru_cache(maxsize=512)
-def _compiled(source: str, html: bool) -> Template:
-    # Compiling costs far more than rendering; a campaign renders one source 10,000 times.
-    return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
-
-
-def render_source(source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
-    """Render a checked template; raises :class:`MissingVariables` or :class:`TemplateProblem`."""
+def _prepared(source: str, html: bool) -> Template | _Refusal:
+    """The compiled template, or why it may not render. A version saved by an older
+    release is checked against today's rules too. Cached: compiling costs far more
+    than rendering, and a campaign renders one source 10,000 times."""
     try:
-        output = _compiled(source, html).render(dict(context))
+        check_template(source, field_name="body")
+        return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+    except TemplateProblem as exc:
+        return _Refusal(str(exc), exc.line)
+    except (TemplateSyntaxError, RecursionError) as exc:
+        return _Refusal(f"it cannot be compiled ({type(exc).__name__})", None)
+
+
+def _stream(template: Template, context: Mapping[str, Any], budget: int) -> str:
+    """Render piece by piece, stopping as soon as the text passes ``budget``: the
+    whole text is never built when it is too long (a long value printed 200 times)."""
+    parts: list[str] = []
+    used = 0
+    for chunk in template.generate(dict(context)):
+        used += len(chunk)
+        if used > budget:
+            raise TemplateProblem(
+                f"the rendered text is longer than {budget} characters", field="body"
+            )
+        parts.append(chunk)
+    return "".join(parts)
+
+
+def render_source(
+    source: str,
+    context: Mapping[str, Any],
+    *,
+    html: bool = False,
+    field_name: str = "body",
+    budget: int = MAX_OUTPUT_CHARS,
+) -> str:
+    """Render a template; raises :class:`MissingVariables` or :class:`TemplateProblem`,
+    never anything else, whatever the source and the values."""
+    prepared = _prepared(source, html)
+    if isinstance(prepared, _Refusal):
+        raise TemplateProblem(
+            f"this template no longer renders; edit and save it again: {prepared.message}",
+            field=field_name,
+            line=prepared.line,
+        )
+    try:
+        return _stream(prepared, context, budget)
     except UndefinedError as exc:
         raise MissingVariables([_undefined_name(str(exc))]) from exc
+    except TemplateProblem as exc:
+        raise TemplateProblem(str(exc), field=field_name, line=exc.line) from exc
     except SecurityError as exc:
-        raise TemplateProblem(f"not allowed: {exc}", field="body") from exc
-    if len(output) > MAX_OUTPUT_CHARS:
-        raise TemplateProblem(
-            f"the rendered text is longer than {MAX_OUTPUT_CHARS} characters", field="body"
-        )
-    return output
+        raise TemplateProblem(f"not allowed: {exc}", field=field_name) from exc
+    except Exception as exc:  # the template's failure for these values, never a 500
+        raise TemplateProblem(f"cannot be rendered: {exc}", field=field_name) from exc
 
 
 def _undefined_name(message: str) -> str:
-    # Jinja says "'first_name' is undefined" or "'dict object' has no attribute 'x'".
+    # Jinja says "'first_name' is undefined" or "'dict object' has no attribute 'x'"
+    # (the sender is the only value with attributes).
     parts = message.split("'")
     if "has no attribute" in message and len(parts) >= 4:
-        return parts[3]
+        return f"sender.{parts[3]}"
     return parts[1] if len(parts) >= 2 else message

@@ -2,10 +2,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from outreach.template.sandbox import MAX_VALUE_CHARS
+
 MAX_BODY = 50_000
+MAX_SAMPLE_FIELDS = 100
+SampleName = Annotated[str, Field(max_length=100)]
+SampleValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | None
 
 
 class TemplateCreate(BaseModel):
@@ -39,13 +45,17 @@ class TemplateOut(BaseModel):
 
 
 class RenderRequest(BaseModel):
-    sample: dict[str, str | None] = Field(
+    sample: dict[SampleName, SampleValue] = Field(
         default_factory=dict,
+        max_length=MAX_SAMPLE_FIELDS,
         description="Recipient fields (first_name, company, custom columns…); "
-        "missing ones use built-in sample data",
+        f"missing ones use built-in sample data. Each value at most {MAX_VALUE_CHARS} "
+        "characters, like a list cell",
     )
-    sender: dict[str, str | None] | None = Field(
-        default=None, description="sender.* values; default: your own profile"
+    sender: dict[SampleName, SampleValue] | None = Field(
+        default=None,
+        max_length=MAX_SAMPLE_FIELDS,
+        description="sender.* values; default: your own profile",
     )
 
 

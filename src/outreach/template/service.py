@@ -163,11 +163,15 @@ class TemplateService:
             "body_text": version.body_text,
             "body_html": version.body_html,
         }
-        return {
-            name: check_template(source, field_name=name).variables
-            for name, source in parts.items()
-            if source is not None
-        }
+        found: dict[str, list[str]] = {}
+        for name, source in parts.items():
+            if source is None:
+                continue
+            try:
+                found[name] = check_template(source, field_name=name).variables
+            except TemplateProblem:
+                continue  # saved by an older release, before a check it now fails
+        return found
 
     async def count(self, session: AsyncSession, *, user: User) -> int:
         """How many templates the user has (deleted ones not counted)."""

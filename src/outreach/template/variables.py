@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.models import Recipient, User
 from outreach.recipient.lists import list_service
-from outreach.template.rendering import SENDER_VARIABLES, STANDARD_VARIABLES, variable_name
+from outreach.template.language import RECIPIENT_FIELDS, SENDER_FIELDS, usable_name
+from outreach.template.rendering import variable_name
 from outreach.template.service import SAMPLE_RECIPIENT
 
 ListColumns = Callable[[AsyncSession, User, uuid.UUID], Awaitable[list[str]]]
@@ -26,18 +27,22 @@ def register_list_columns(source: ListColumns) -> None:
 async def available_variables(
     session: AsyncSession, *, user: User, list_id: uuid.UUID | None
 ) -> list[dict[str, Any]]:
+    """Every name a template may use, as it is written in the template: recipient
+    fields, the list's own columns, then each sender field as ``sender.<field>``.
+    The save-time check accepts exactly these (the same vocabulary)."""
     found: list[dict[str, Any]] = [
         {"name": name, "source": "recipient", "example": SAMPLE_RECIPIENT.get(name)}
-        for name in STANDARD_VARIABLES
+        for name in RECIPIENT_FIELDS
     ]
     if list_id is not None:
         for source in _list_columns:
             for column in await source(session, user, list_id):
                 name = variable_name(column)
-                if name not in STANDARD_VARIABLES:
+                # A column named like a Jinja word or "sender" cannot be written as {{ name }}.
+                if name not in RECIPIENT_FIELDS and usable_name(name):
                     found.append({"name": name, "source": "list column", "example": None})
     found += [
-        {"name": f"sender.{name}", "source": "sender", "example": None} for name in SENDER_VARIABLES
+        {"name": f"sender.{name}", "source": "sender", "example": None} for name in SENDER_FIELDS
     ]
     return found
 

@@ -126,6 +126,17 @@ def preview_findings(preview: PreviewOut, *, daily_cap: int) -> Findings:
             value=missing,
         )
     )
+    unrenderable = preview.skipped.get("render_failed", 0)
+    if unrenderable:  # only a template saved before today's checks, or an over-long value
+        checks.append(
+            ReadinessCheck(
+                key="render_failed",
+                status="warn",
+                message=f"{unrenderable} recipient(s) would be skipped because their email "
+                "cannot be rendered (see the preview's skipped_examples).",
+                value=unrenderable,
+            )
+        )
     shortfall = max(preview.credit_cost - preview.credit_balance, 0)
     checks.append(
         ReadinessCheck(
