@@ -39,7 +39,7 @@ class AuditLog(RecordModel):
     )
     action: Mapped[str] = mapped_column(String(100), index=True)
     target_type: Mapped[str | None] = mapped_column(String(50))
-    target_id: Mapped[str | None] = mapped_column(String(100))
+    target_id: Mapped[str | None] = mapped_column(String(100), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     ip: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
