@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from taskiq import AsyncBroker
 
 from outreach import tasks  # noqa: F401 - registers every job before a broker is built
 from outreach.api import api_router
@@ -29,6 +30,7 @@ from outreach.kit.middleware import RequestContextMiddleware
 from outreach.kit.openapi import build_openapi
 from outreach.kit.parsing_pool import ParsingPool, clear_parsing_pool, set_parsing_pool
 from outreach.kit.sentry import flush_sentry, init_sentry
+from outreach.kit.shutdown import stop_request, within
 from outreach.kit.storage import create_storage, set_storage
 from outreach.llm.service import llm_service
 from outreach.mailbox.http import close_google_http
@@ -65,14 +67,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from taskiq.api import run_scheduler_task
 
         scheduler_task = asyncio.create_task(run_scheduler_task(jobs.create_scheduler(broker)))
+    stop_request.reset()
     log.info("started", env=settings.env.value, database=database.dialect)
     try:
         yield
     finally:
+        # Embedded jobs stop as a worker does: no new claim, the running ones finish.
+        stop_request.request()
         if scheduler_task is not None:
             scheduler_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await scheduler_task
+        await _finish_embedded_jobs(broker, settings.stop_grace_seconds)
         await broker.shutdown()
         jobs.set_broker(None)
         await google_http.aclose()
@@ -90,6 +96,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         set_database(None)
         mark_process_dead()
         await asyncio.to_thread(flush_sentry)
+        stop_request.reset()  # a new app in this process (tests) starts afresh
+
+
+async def _finish_embedded_jobs(broker: AsyncBroker, grace: float) -> None:
+    """Wait up to ``grace`` seconds for the jobs running in this process (the in-process
+    broker); one still running after that is abandoned, its leases reconciled later."""
+    running = list(getattr(broker, "_running_tasks", ()))
+    if running and not await within(
+        grace, "embedded jobs", asyncio.gather(*running, return_exceptions=True)
+    ):
+        log.warning("embedded jobs still running at the end of the grace period")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

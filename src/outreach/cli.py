@@ -6,10 +6,13 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
+
+if TYPE_CHECKING:
+    from outreach.kit.db import Database
 
 from outreach.config import check_settings, get_settings
 from outreach.kit.errors import AppError
@@ -204,3 +207,114 @@ def rotate_keys() -> None:
         return f"re-encrypted {count} secrets with the newest key"
 
     typer.echo(asyncio.run(_with_session(rotate)))
+
+
+# -- operating without the HTTP admin API ---------------------------------------------
+
+tick_app = typer.Typer(help="Run a periodic job once, now.", no_args_is_help=True)
+app.add_typer(tick_app, name="tick")
+jobs_app = typer.Typer(
+    help="The failed-jobs list (dead letters), as GET/POST /v1/admin/failed-jobs.",
+    no_args_is_help=True,
+)
+app.add_typer(jobs_app, name="jobs")
+
+
+async def _with_jobs(action: Callable[[Database], Awaitable[str]]) -> str:
+    """Run ``action`` as a worker would: the process's database and job broker set up
+    (Redis when configured; else jobs it sends run here and are waited for)."""
+    from outreach import tasks  # noqa: F401 - registers every job
+    from outreach.kit import jobs
+    from outreach.kit.db import Database, set_database
+
+    settings = get_settings()
+    database = Database.from_settings(settings)
+    set_database(database)
+    broker = jobs.create_broker(settings)
+    jobs.set_broker(broker)
+    await broker.startup()
+    try:
+        return await action(database)
+    finally:
+        wait_all = getattr(broker, "wait_all", None)
+        if wait_all is not None:
+            await wait_all()
+        await broker.shutdown()
+        jobs.set_broker(None)
+        set_database(None)
+        await database.dispose()
+
+
+@tick_app.command("send")
+def tick_send() -> None:
+    """Run one send tick now (what a worker does every 30 s) and print what it did.
+    Safe beside running workers: emails are claimed under a lease, never twice."""
+    from outreach.campaign.operations import campaign_operations
+    from outreach.campaign.sending import send_due_emails
+    from outreach.kit.clock import utcnow
+
+    async def tick(database: Database) -> str:
+        started = utcnow()
+        claimed = await send_due_emails(database)
+        async with database.session() as session:
+            changed = await campaign_operations.email_statuses_since(session, since=started)
+        outcome = ", ".join(f"{status} {count}" for status, count in sorted(changed.items()))
+        return f"claimed {claimed} emails" + (f"; now {outcome}" if outcome else "")
+
+    typer.echo(asyncio.run(_with_jobs(tick)))
+
+
+@jobs_app.command("list")
+def list_failed_jobs(
+    task: Annotated[str | None, typer.Option(help="Only this task name.")] = None,
+    retried: Annotated[
+        bool | None, typer.Option("--retried/--not-retried", help="Only retried (or not) ones.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many.")] = 50,
+) -> None:
+    """Jobs and sends that failed their last attempt, newest first (audited)."""
+    from outreach.admin.service import admin_service
+    from outreach.kit.pagination import Pagination
+
+    key = get_settings().secret_key.get_secret_value().encode()
+
+    async def listing(session: AsyncSession) -> str:
+        rows, _ = await admin_service.list_failed_jobs(
+            session,
+            actor_id=None,
+            pagination=Pagination(limit=limit, after=None, signing_key=key),
+            task_name=task,
+            retried=retried,
+        )
+        lines = [
+            f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.task_name}  "
+            f"attempts={row.attempts}  "
+            f"{'retried ' + f'{row.retried_at:%Y-%m-%d %H:%M}' if row.retried_at else 'open'}  "
+            f"{row.error.splitlines()[0][:120] if row.error else ''}"
+            for row in rows
+        ]
+        return "\n".join(lines) or "no failed jobs"
+
+    typer.echo(asyncio.run(_with_session(listing)))
+
+
+@jobs_app.command("retry")
+def retry_failed_job(
+    failed_job_id: Annotated[uuid.UUID, typer.Argument(help="The id `outreach jobs list` shows.")],
+) -> None:
+    """Retry a failed job once: the job is sent again with its arguments; a failed send
+    is planned again and its credit charged. Retrying it twice changes nothing."""
+    from outreach.admin.service import admin_service
+
+    async def retry(database: Database) -> str:
+        async with database.session() as session:
+            result = await admin_service.retry_failed_job(
+                session, failed_job_id=failed_job_id, actor_id=None
+            )
+        charged = f", {result.charged_credits} credit charged" if result.charged_credits else ""
+        return f"{result.failed_job.task_name}: {result.action.replace('_', ' ')}{charged}"
+
+    try:
+        typer.echo(asyncio.run(_with_jobs(retry)))
+    except AppError as exc:
+        _fail(exc)

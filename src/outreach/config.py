@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # so jobs never run beside the request that sent them).
     jobs_inline: bool = False
     job_retry_base_seconds: float = 2.0
+    # On SIGTERM, how long a worker (or the API's embedded jobs) may take to finish
+    # the jobs in flight; the process exits within this plus about 5 s of clean-up.
+    stop_grace_seconds: float = Field(default=20.0, gt=0, le=60)
 
     # Accounts
     google_client_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -13,9 +13,10 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, delete, or_, select, update
+from sqlalchemy import Text, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.account.identity import anonymised_email, deleted_before, is_deleted
@@ -149,7 +150,7 @@ async def erase_account(session: AsyncSession, *, user: User) -> Erasure:
     await _close_credits(session, user, erasure)
     erasure.mailboxes_revoked = await mailbox_service.erase_user_mailboxes(session, user=user)
     erasure.file_keys = await _delete_personal_rows(session, user.id)
-    await _scrub_failed_jobs(session, [*needles, str(user.id), *owned_ids])
+    await _scrub_failed_jobs(session, [*needles, str(user.id), *owned_ids], since=user.created_at)
     await _scrub_payments(session, user.id, needles)
     await _anonymise_user(session, user)
     await _scrub_audit_logs(session, user.id, owned_ids, needles)
@@ -220,20 +221,21 @@ async def _delete_personal_rows(session: AsyncSession, user_id: uuid.UUID) -> li
     return keys
 
 
-async def _scrub_failed_jobs(session: AsyncSession, needles: list[str]) -> None:
+async def _scrub_failed_jobs(session: AsyncSession, needles: list[str], *, since: datetime) -> None:
     """Dead letters naming the user or their things go: the work they describe is gone.
-    The table is small (only final failures), so it is read whole."""
-    doomed = []
-    for failed in await session.scalars(select(FailedJob)):
-        text = f"{json.dumps(failed.args)}\n{failed.error}\n{failed.traceback}".lower()
-        if any(needle.lower() in text for needle in needles):
-            doomed.append(failed.id)
-    if doomed:
-        await session.execute(
-            delete(FailedJob)
-            .where(FailedJob.id.in_(doomed))
-            .execution_options(synchronize_session=False)
-        )
+    Searched in the database, and only among rows written since the account was made
+    (``created_at`` is indexed): nothing older can name the user."""
+    texts = (
+        func.lower(cast(FailedJob.args, Text)),
+        func.lower(FailedJob.error),
+        func.lower(FailedJob.traceback),
+    )
+    named = or_(*(text.contains(n.lower(), autoescape=True) for text in texts for n in needles))
+    await session.execute(
+        delete(FailedJob)
+        .where(FailedJob.created_at >= since, named)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _scrub_payments(session: AsyncSession, user_id: uuid.UUID, needles: list[str]) -> None:
@@ -277,19 +279,22 @@ async def _anonymise_user(session: AsyncSession, user: User) -> None:
 async def _scrub_audit_logs(
     session: AsyncSession, user_id: uuid.UUID, owned_ids: list[str], needles: list[str]
 ) -> None:
-    """Audit rows stay (who did what, when); the user's addresses and IPs go."""
-    mentions = [cast(AuditLog.details, String).contains(needle) for needle in needles]
-    rows = await session.scalars(
-        select(AuditLog).where(
-            or_(
-                AuditLog.actor_id == user_id,
-                AuditLog.target_id == str(user_id),
-                AuditLog.target_id.in_(owned_ids),
-                *mentions,
-            )
-        )
-    )
-    for row in rows:
+    """Audit rows stay (who did what, when); the user's addresses and IPs go.
+
+    The rows are those the user acted in, and those about the user or one of their
+    things (a mailbox row carries its address), each found by index (``actor_id``,
+    ``target_id``), never by reading the table: every audit row that names an
+    address targets the thing it belongs to, or is the user's own action."""
+    found: dict[uuid.UUID, AuditLog] = {}
+    targets = [str(user_id), *owned_ids]
+    lookups = [AuditLog.actor_id == user_id] + [
+        AuditLog.target_id.in_(targets[start : start + 500])
+        for start in range(0, len(targets), 500)
+    ]
+    for lookup in lookups:
+        for row in await session.scalars(select(AuditLog).where(lookup)):
+            found[row.id] = row
+    for row in found.values():
         row.details = redact(row.details, needles)
         if row.actor_id == user_id:
             row.ip = None

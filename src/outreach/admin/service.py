@@ -136,12 +136,13 @@ class AdminService:
         self,
         session: AsyncSession,
         *,
-        actor_id: uuid.UUID,
+        actor_id: uuid.UUID | None,
         pagination: Pagination,
         task_name: str | None,
         retried: bool | None,
     ) -> tuple[list[FailedJob], str | None]:
-        """The dead-letter list, newest first (the viewing is audited)."""
+        """The dead-letter list, newest first (the viewing is audited; ``actor_id`` None
+        is the operator's command line)."""
         statement = select(FailedJob)
         if task_name is not None:
             statement = statement.where(FailedJob.task_name == task_name)
@@ -159,7 +160,7 @@ class AdminService:
         )
 
     async def retry_failed_job(
-        self, session: AsyncSession, *, failed_job_id: uuid.UUID, actor_id: uuid.UUID
+        self, session: AsyncSession, *, failed_job_id: uuid.UUID, actor_id: uuid.UUID | None
     ) -> FailedJobRetryOut:
         """Retry a failed job once: a job is enqueued again with its stored arguments; a
         failed send is charged again and planned again. Retrying it again (or
@@ -179,7 +180,9 @@ class AdminService:
         await session.refresh(failed)
         return await self._retry_result(session, failed)
 
-    async def _retry(self, session: AsyncSession, failed: FailedJob, actor_id: uuid.UUID) -> None:
+    async def _retry(
+        self, session: AsyncSession, failed: FailedJob, actor_id: uuid.UUID | None
+    ) -> None:
         details: dict[str, object] = {"task_name": failed.task_name}
         if failed.task_name == SEND_EMAIL_TASK:
             try:

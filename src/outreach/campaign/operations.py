@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -163,6 +164,18 @@ class CampaignOperations:
             .where(ScheduledEmail.user_id == user_id, ScheduledEmail.status == EmailStatus.sending)
         )
         return int(count or 0)
+
+    async def email_statuses_since(
+        self, session: AsyncSession, *, since: datetime
+    ) -> dict[str, int]:
+        """How many emails changed since ``since``, by the status they now have (what a
+        send tick did, for ``outreach tick send``)."""
+        rows = await session.execute(
+            select(ScheduledEmail.status, func.count())
+            .where(ScheduledEmail.updated_at >= since)
+            .group_by(ScheduledEmail.status)
+        )
+        return {EmailStatus(status).value: int(count) for status, count in rows.all()}
 
     async def close_for_account_deletion(self, session: AsyncSession, *, user_id: uuid.UUID) -> int:
         """Cancel every unsent email of the user (each refunded once, through the ledger),

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.kit.middleware import current_request
-from outreach.models.audit_log import AuditLog
+from outreach.kit.tables import AuditLog
 
 
 async def record_audit(

@@ -14,7 +14,7 @@ from typing import cast
 import aiohttp
 from gcloud.aio.storage import Storage as GCSClient
 
-from outreach.kit.storage import CHUNK_SIZE, ObjectNotFound, Storage, StorageError, _check_key
+from outreach.kit.storage_base import CHUNK_SIZE, ObjectNotFound, Storage, StorageError, _check_key
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 

@@ -29,7 +29,7 @@ from outreach.kit.db import SessionDep
 from outreach.kit.errors import AppError, BadRequest, Conflict, Unprocessable
 from outreach.kit.openapi import declares_problems, documents_parameters
 from outreach.kit.routing import ApiRoute
-from outreach.models.idempotency_key import IdempotencyKey
+from outreach.kit.tables import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

@@ -39,7 +39,7 @@ from outreach.kit.db import after_commit, before_commit, get_database
 from outreach.kit.errors import ServiceUnavailable
 from outreach.kit.logging import get_logger
 from outreach.kit.sentry import SentryJobMiddleware
-from outreach.models.failed_job import FailedJob
+from outreach.kit.tables import FailedJob
 
 log = get_logger("outreach.jobs")
 

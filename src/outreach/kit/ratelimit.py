@@ -19,7 +19,7 @@ from outreach.kit.clock import utcnow
 from outreach.kit.db import Database, dialect_insert
 from outreach.kit.errors import TooManyRequests
 from outreach.kit.logging import get_logger
-from outreach.models.rate_limit_bucket import RateLimitBucket
+from outreach.kit.tables import RateLimitBucket
 
 log = get_logger("outreach.ratelimit")
 

@@ -550,7 +550,7 @@ def _sink_for(recipient_list: RecipientList) -> Any:
     if recipient_list.kind == ListKind.suppressions:
         return _SuppressionSink(recipient_list)
     if recipient_list.kind == ListKind.directory:
-        from outreach.recipient.directory import DirectorySink
+        from outreach.recipient.directory_sink import DirectorySink
 
         return DirectorySink(recipient_list)
     return _RecipientSink(recipient_list)

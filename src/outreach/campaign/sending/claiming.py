@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.campaign.sending.rules import _ACTIVE, CLAIM_BATCH, LEASE
+from outreach.campaign.sending.rules import _ACTIVE, CLAIM_BATCH, LEASE, log
 from outreach.campaign.service import campaign_service
 from outreach.kit import metrics
+from outreach.kit.clock import utcnow
+from outreach.kit.db import Database
 from outreach.models import Mailbox, MailboxStatus
 from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
 
@@ -163,6 +165,25 @@ async def _defer_to_next_window(session: AsyncSession, mailbox: Mailbox, now: da
                 session, campaign=campaign, mailbox=mailbox, after=tomorrow
             )
             _count_deferred(session, mailbox, moved)
+
+
+async def release_claims(database: Database, ids: list[uuid.UUID]) -> None:
+    """Hand back claimed emails whose send never started (the process is stopping):
+    ``ready`` again, the attempt not counted, for the next tick of any worker."""
+    if not ids:
+        return
+    async with database.session() as session:
+        await session.execute(
+            update(ScheduledEmail)
+            .where(ScheduledEmail.id.in_(ids), ScheduledEmail.status == EmailStatus.sending)
+            .values(
+                status=EmailStatus.ready,
+                lease_until=None,
+                attempts=ScheduledEmail.attempts - 1,
+                updated_at=utcnow(),
+            )
+        )
+    log.info("claimed emails released on stop", emails=len(ids))
 
 
 def _count_deferred(session: AsyncSession, mailbox: Mailbox, emails: int) -> None:

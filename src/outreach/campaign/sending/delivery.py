@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
-from outreach.campaign.sending.claiming import _count_deferred, claim_due_emails
+from outreach.campaign.sending.claiming import _count_deferred, claim_due_emails, release_claims
 from outreach.campaign.sending.messages import build_mime, resume_attachment
 from outreach.campaign.sending.preparing import sweep_unprepared_emails
 from outreach.campaign.sending.recording import (
@@ -31,6 +31,7 @@ from outreach.kit import metrics
 from outreach.kit.clock import utcnow
 from outreach.kit.db import Database
 from outreach.kit.errors import AppError, NotFound
+from outreach.kit.shutdown import stop_requested
 from outreach.mailbox.gmail import GmailDailyLimitExceeded, GmailRateLimited
 from outreach.mailbox.mime import Attachment, EncodedMessage
 from outreach.mailbox.providers import (
@@ -237,9 +238,14 @@ async def send_due_emails(database: Database) -> int:
     claimed: list[uuid.UUID] = []
     if concurrency <= 1:
         for mailbox_id in mailbox_ids:
+            if stop_requested():
+                break
             async with database.session() as session:
                 claimed += await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
         for email in await _load_claimed(database, claimed):
+            if stop_requested():
+                await release_claims(database, [email.email.id])
+                continue
             await _send_claimed(database, email, sent)
             await sent.drain()  # strictly one at a time (tests share one connection)
     else:
@@ -250,12 +256,17 @@ async def send_due_emails(database: Database) -> int:
 
         async def send(email: _Claimed) -> None:
             async with limit:
+                if stop_requested():  # claimed, not started: another tick sends it
+                    await release_claims(database, [email.email.id])
+                    return
                 await _send_claimed(database, email, sent)
 
         loaded: list[_Claimed] = []
         in_flight: list[asyncio.Task[None]] = []
         try:
             for mailbox_id in mailbox_ids:
+                if stop_requested():  # stop claiming; what is in flight finishes
+                    break
                 async with database.session() as session:
                     ids = await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
                 claimed += ids
