@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -35,12 +35,15 @@ from tests.fakes.gmail import FakeGmail
 from tests.fakes.google import FakeGoogle
 from tests.faults.conftest import running_app
 from tests.faults.invariants import check_invariants, gmail_deliveries
-from tests.faults.test_worker import settings_for_a_process, wait_until
+from tests.faults.test_worker import settings_for_a_process
 
 SEND = "gmail.users.drafts.send"
 EMAILS = 6
 # The whole bound an operator gets: the grace for jobs plus the clean-up after it.
 EXIT_BOUND_SECONDS = 30
+# Starting a process (importing everything) is not what is measured, and takes
+# over a minute on a machine loaded by other test runs: a generous bound.
+START_BOUND_SECONDS = 300
 
 # `outreach worker` itself (the Typer command), with the test's settings (secrets
 # and the fakes' addresses) given as arguments rather than through the environment.
@@ -93,6 +96,28 @@ async def redis_queue(redis_url: str, gmail_faults: Settings) -> AsyncIterator[S
     await redis.aclose()
 
 
+async def started(process: asyncio.subprocess.Process, line: bytes, output: bytearray) -> None:
+    """Read the process's output until ``line`` (its log line once it runs)."""
+    assert process.stdout is not None
+    while line not in output:
+        read = await asyncio.wait_for(process.stdout.readline(), timeout=START_BOUND_SECONDS)
+        assert read, f"the process ended before it started: {output.decode(errors='replace')}"
+        output += read
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds, for at most START_BOUND_SECONDS."""
+    deadline = time.monotonic() + START_BOUND_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def drain(process: asyncio.subprocess.Process, output: bytearray) -> None:
+    assert process.stdout is not None
+    output += await process.stdout.read()
+
+
 async def kick_send_tick(settings: Settings) -> None:
     """Send one tick to the queue, as `outreach scheduler` does every 30 s."""
     broker = jobs.create_broker(settings)
@@ -114,10 +139,21 @@ async def test_sigterm_mid_tick_finishes_what_is_in_flight_and_releases_the_rest
     await prepared_campaign(committing_database, fake_google, frozen_clock)
     fake_gmail.delay(SEND, 1.5)  # the tick is mid-send when the signal comes
     config = json.dumps(settings_for_a_process(redis_queue))
-    worker = await asyncio.create_subprocess_exec(sys.executable, "-c", WORKER, config)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        WORKER,
+        config,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output = bytearray()
+    draining: asyncio.Task[None] | None = None
     try:
+        await started(worker, b"worker started", output)
+        draining = asyncio.create_task(drain(worker, output))  # a full pipe would block it
         await kick_send_tick(redis_queue)
-        await wait_until(lambda: fake_gmail.called(SEND) >= 1, "the worker sent to Gmail")
+        await eventually(lambda: fake_gmail.called(SEND) >= 1, "the worker sent to Gmail")
         # Mid-tick: the first send is at Gmail, the second waits its turn behind it
         # (one send at a time per Gmail mailbox), four more are claimed behind those.
         assert fake_gmail.called(SEND) == 1
@@ -129,8 +165,10 @@ async def test_sigterm_mid_tick_finishes_what_is_in_flight_and_releases_the_rest
         if worker.returncode is None:
             worker.kill()
             await worker.wait()
+        if draining is not None:
+            await draining
 
-    assert exit_code == 0
+    assert exit_code == 0, output.decode(errors="replace")
     assert took < EXIT_BOUND_SECONDS, f"the worker took {took:.1f} s to stop"
     # The two sends under way finished and were recorded; the other four went back.
     after_stop = await statuses(committing_database)
@@ -160,11 +198,7 @@ async def test_sigterm_stops_the_scheduler_at_once(redis_queue: Settings) -> Non
     )
     assert scheduler.stdout is not None
     # The signal must land in its loop, not in start-up: wait for its log line.
-    output = b""
-    while b"scheduler started" not in output:
-        line = await asyncio.wait_for(scheduler.stdout.readline(), timeout=EXIT_BOUND_SECONDS)
-        assert line, f"the scheduler ended before it started: {output.decode()}"
-        output += line
+    await started(scheduler, b"scheduler started", bytearray())
     scheduler.send_signal(signal.SIGTERM)
     rest = await asyncio.wait_for(scheduler.stdout.read(), timeout=EXIT_BOUND_SECONDS)
     assert await scheduler.wait() == 0, rest.decode()
@@ -186,7 +220,7 @@ async def test_the_embedded_jobs_stop_with_the_api_process(
     fake_gmail.delay(SEND, 1.0)
     async with running_app(embedded, committing_database):
         await jobs.enqueue("campaign.send_due_emails")
-        await wait_until(lambda: fake_gmail.called(SEND) >= 1, "the tick sent to Gmail")
+        await eventually(lambda: fake_gmail.called(SEND) >= 1, "the tick sent to Gmail")
     # The lifespan has ended (uvicorn's answer to SIGTERM): the tick finished its two
     # sends, handed back the rest, and the next app in this process runs normally.
     assert not stop_requested()
