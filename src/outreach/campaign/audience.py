@@ -179,4 +179,9 @@ async def audience_overview(session: AsyncSession, campaign: Campaign) -> Audien
 
 
 def in_flight_statuses() -> list[str]:
-    return [s.value for s in EmailStatus if s not in FINAL_EMAIL_STATUSES]
+    """Statuses that hold a sending time (a waiting follow-up has none of its own yet)."""
+    return [
+        s.value
+        for s in EmailStatus
+        if s not in FINAL_EMAIL_STATUSES and s != EmailStatus.waiting
+    ]

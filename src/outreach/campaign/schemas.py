@@ -80,6 +80,7 @@ class CampaignUpdate(BaseModel):
 
 class EmailCounts(BaseModel):
     total: int = 0
+    waiting: int = 0  # follow-ups whose previous step is not sent yet
     pending: int = 0
     ready: int = 0
     awaiting_approval: int = 0

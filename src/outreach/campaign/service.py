@@ -67,7 +67,12 @@ _EDITABLE = (
     "review_mode",
     "attach_resume",
 )
-_REFUNDABLE = (EmailStatus.pending, EmailStatus.ready, EmailStatus.awaiting_approval)
+_REFUNDABLE = (
+    EmailStatus.waiting,
+    EmailStatus.pending,
+    EmailStatus.ready,
+    EmailStatus.awaiting_approval,
+)
 
 
 class CampaignNotFound(NotFound):
