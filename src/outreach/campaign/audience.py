@@ -44,6 +44,9 @@ class Audience:
     skipped: list[tuple[str, str, str | None]] = field(
         default_factory=list
     )  # email, reason, detail
+    # Follow-ups: per recipient to send, each step's rendered email; and the versions.
+    followups: list[list[Any]] = field(default_factory=list)
+    followup_versions: list[int] = field(default_factory=list)
 
     @property
     def skipped_counts(self) -> dict[str, int]:
@@ -181,7 +184,5 @@ async def audience_overview(session: AsyncSession, campaign: Campaign) -> Audien
 def in_flight_statuses() -> list[str]:
     """Statuses that hold a sending time (a waiting follow-up has none of its own yet)."""
     return [
-        s.value
-        for s in EmailStatus
-        if s not in FINAL_EMAIL_STATUSES and s != EmailStatus.waiting
+        s.value for s in EmailStatus if s not in FINAL_EMAIL_STATUSES and s != EmailStatus.waiting
     ]

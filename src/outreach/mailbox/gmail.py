@@ -53,6 +53,8 @@ QUOTA_UNITS = {
     "gmail.users.messages.send": 100,
     "gmail.users.messages.list": 5,
     "gmail.users.messages.get": 5,
+    "gmail.users.history.list": 2,
+    "gmail.users.threads.get": 10,
 }
 SENDING_METHODS = {"gmail.users.drafts.send", "gmail.users.messages.send"}
 RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
@@ -190,6 +192,23 @@ class GmailClient:
         params = [("format", "metadata"), *(("metadataHeaders", name) for name in headers)]
         return await self._call(
             "gmail.users.messages.get", "GET", f"messages/{message_id}", params=params
+        )
+
+    async def list_history(self, start_history_id: str, page_token: str | None = None) -> Any:
+        """Messages added since ``start_history_id`` (404 when Gmail no longer has it)."""
+        params: dict[str, Any] = {
+            "startHistoryId": start_history_id,
+            "historyTypes": "messageAdded",
+            "maxResults": 500,
+        }
+        if page_token:
+            params["pageToken"] = page_token
+        return await self._call("gmail.users.history.list", "GET", "history", params=params)
+
+    async def get_thread_headers(self, thread_id: str, headers: list[str]) -> dict[str, Any]:
+        params = [("format", "metadata"), *(("metadataHeaders", name) for name in headers)]
+        return await self._call(
+            "gmail.users.threads.get", "GET", f"threads/{thread_id}", params=params
         )
 
     # -- the machinery -------------------------------------------------------------
