@@ -247,11 +247,51 @@ class ApproveOut(BaseModel):
     approved: int
 
 
+class StepStats(BaseModel):
+    step: int = Field(description="0: the first email; 1-3: follow-ups")
+    scheduled: int
+    sent: int
+    cancelled: int = Field(description="Stopped by a reply, bounce or unsubscribe (refunded)")
+    replied: int = Field(description="Recipients who replied to this step")
+    auto_replied: int
+    bounced: int
+    unsubscribed: int
+    reply_rate: float = Field(description="replied / sent (0 when nothing was sent)")
+
+
 class StatsOut(BaseModel):
     counts: EmailCounts
     last_error: EmailError | None = None
     unsubscribed: int
     sent_per_day: dict[str, int]
+    replied: int = Field(description="Recipients who replied (any step)")
+    auto_replied: int
+    bounced: int
+    reply_rate: float = Field(description="Recipients who replied / recipients emailed")
+    steps: list[StepStats]
+
+
+class MarkRepliedIn(BaseModel):
+    email: str = Field(min_length=3, max_length=320, description="The recipient's address")
+
+
+class MarkRepliedOut(BaseModel):
+    email: str
+    recorded: bool = Field(description="False when it was already marked")
+    cancelled_followups: int = Field(description="Follow-ups cancelled and refunded")
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    step: int
+    what: str = Field(description="An email status (sent, cancelled, …) or an event kind")
+    source: str | None = None
+    detail: str | None = None
+
+
+class TimelineOut(BaseModel):
+    email: str
+    entries: list[TimelineEntry]
 
 
 class TestSendOut(BaseModel):

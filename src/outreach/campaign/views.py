@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from outreach.campaign import tracking
 from outreach.campaign.audience import campaign_recipients, recipient_fields
 from outreach.campaign.followups import reply_detection
 from outreach.campaign.planning import emails_per_day
@@ -245,9 +246,15 @@ async def stats(session: AsyncSession, *, campaign: Campaign) -> StatsOut:
         (t for t in sent_times if t is not None), campaign_timezone(campaign, mailbox)
     )
     errors = await last_errors(session, [campaign.id])
+    answered = await tracking.recipients_by_kind(session, campaign)
     return StatsOut(
         counts=counts,
         last_error=errors.get(campaign.id),
         unsubscribed=int(unsubscribed or 0),
         sent_per_day=per_day,
+        replied=answered.get("replied", 0),
+        auto_replied=answered.get("auto_replied", 0),
+        bounced=answered.get("bounced", 0),
+        reply_rate=tracking.rate(answered.get("replied", 0), answered["emailed"]),
+        steps=await tracking.step_stats(session, campaign),
     )
