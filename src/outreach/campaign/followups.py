@@ -159,6 +159,8 @@ def followup_rows(
     first estimate (the first email's time + the delays); the real one is set when the
     previous step is sent."""
     rows: list[dict[str, Any]] = []
+    if not steps:
+        return rows
     for first, emails in zip(first_rows, rendered, strict=True):
         previous, due = first, first["due_at"]
         for step, email in zip(steps, emails, strict=True):
