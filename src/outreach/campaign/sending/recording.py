@@ -217,6 +217,7 @@ async def _complete_finished_campaigns(database: Database) -> None:
                 ScheduledEmail.campaign_id == Campaign.id,
                 ScheduledEmail.status.in_(
                     [
+                        EmailStatus.waiting,  # a follow-up still to come
                         EmailStatus.pending,
                         EmailStatus.ready,
                         EmailStatus.awaiting_approval,

@@ -2,7 +2,7 @@
 headers, email_events (replied, auto_reply, bounced, unsubscribed), mailbox history ids
 
 Revision ID: 20261206fups
-Revises: 5e4d0e1ma1me
+Revises: 20261206retry
 Create Date: 2026-12-06 14:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import outreach.kit.db
 
 revision: str = "20261206fups"
-down_revision: str | tuple[str, ...] | None = "5e4d0e1ma1me"
+down_revision: str | tuple[str, ...] | None = "20261206retry"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
