@@ -202,6 +202,7 @@ class FakeGmail:
     def reset(self) -> None:
         self.mailboxes: dict[str, Mailbox] = {}
         self.calls: list[tuple[str, dict[str, list[str]]]] = []
+        self.bodies: list[tuple[str, Any]] = []  # (method id, JSON body) of each valid call
         self.failures: dict[str, list[Failure]] = {}
         self.refusals: dict[tuple[str, str], tuple[int, str]] = {}  # (method, to) -> answer
         self.delays: dict[str, float] = {}
@@ -429,6 +430,7 @@ class FakeGmail:
         self.calls.append(
             (method_id, {k: request.query_params.getlist(k) for k in request.query_params})
         )
+        self.bodies.append((method_id, body))
         if method_id in self.delays:
             await asyncio.sleep(self.delays[method_id])
         refusal = self._refusal(method_id, email, body)

@@ -34,7 +34,7 @@ UNSENT = (
     EmailStatus.ready,
     EmailStatus.awaiting_approval,
 )
-_STOPPING = {EmailEventKind.replied, EmailEventKind.bounced, EmailEventKind.unsubscribed}
+STOPPING = (EmailEventKind.replied, EmailEventKind.bounced, EmailEventKind.unsubscribed)
 
 
 async def record_event(
@@ -48,7 +48,17 @@ async def record_event(
     occurred_at: datetime | None = None,
 ) -> int | None:
     """Store the event once and react to it; returns how many follow-ups it cancelled
-    (None when it was already stored)."""
+    (None when it was already stored).
+
+    A stopping event locks the recipient's unsent emails *before* it is written, the
+    same rows the send tick's claim locks (``FOR UPDATE SKIP LOCKED``): a follow-up the
+    claim took first is ``sending`` and goes out (the answer came after it was claimed);
+    any other is cancelled in this transaction, and the claim skips it until then."""
+    campaign = await session.get(Campaign, email.campaign_id)
+    stops = kind in STOPPING or (
+        kind == EmailEventKind.auto_reply and campaign is not None and campaign.stop_on_auto_reply
+    )
+    later = await _lock_unsent(session, email) if stops else []
     inserted = await session.execute(
         dialect_insert(session)(EmailEvent)
         .values(
@@ -69,10 +79,6 @@ async def record_event(
     if not getattr(inserted, "rowcount", 0):
         return None
     metrics.count_after_commit(session, metrics.EMAIL_EVENTS.labels(kind=kind.value))
-    campaign = await session.get(Campaign, email.campaign_id)
-    stops = kind in _STOPPING or (
-        kind == EmailEventKind.auto_reply and campaign is not None and campaign.stop_on_auto_reply
-    )
     if kind == EmailEventKind.bounced:
         await suppression_service.add(
             session,
@@ -81,32 +87,44 @@ async def record_event(
             reason=SuppressionReason.bounced,
             source=f"campaign:{email.campaign_id}",
         )
-    return await stop_sequence(session, email=email) if stops else 0
+    return await cancel_stopped(session, later) if stops else 0
+
+
+async def _lock_unsent(session: AsyncSession, email: ScheduledEmail) -> list[ScheduledEmail]:
+    """The campaign's unsent emails to ``email``'s recipient, locked (waiting for a claim
+    that holds one: once it commits, that one is ``sending`` and no longer listed)."""
+    rows = await session.scalars(
+        select(ScheduledEmail)
+        .where(
+            ScheduledEmail.campaign_id == email.campaign_id,
+            ScheduledEmail.to_address == email.to_address,
+            ScheduledEmail.status.in_(UNSENT),
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(rows.all())
 
 
 async def stop_sequence(session: AsyncSession, *, email: ScheduledEmail) -> int:
     """Cancel and refund the campaign's unsent emails to ``email``'s recipient (locked, so a
     concurrent claim either took one first, or never sees it); drafts are deleted."""
-    later = list(
-        (
-            await session.scalars(
-                select(ScheduledEmail)
-                .where(
-                    ScheduledEmail.campaign_id == email.campaign_id,
-                    ScheduledEmail.to_address == email.to_address,
-                    ScheduledEmail.status.in_(UNSENT),
-                )
-                .with_for_update()
-            )
-        ).all()
-    )
+    return await cancel_stopped(session, await _lock_unsent(session, email))
+
+
+async def cancel_stopped(session: AsyncSession, later: list[ScheduledEmail]) -> int:
+    """Cancel and refund these locked emails of a stopped sequence (those still unsent);
+    their drafts are deleted after the commit. Returns how many were cancelled."""
+    later = [e for e in later if e.status in UNSENT]
+    if not later:
+        return 0
     for followup in later:
         await campaign_service.refund_email(session, email=followup, status=EmailStatus.cancelled)
         followup.last_error = "the sequence stopped: the recipient replied, bounced or left"
     drafts = [e.draft_id for e in later if e.draft_id]
     if drafts:
         enqueue_after_commit(
-            session, "campaign.delete_drafts", mailbox_id=str(email.mailbox_id), draft_ids=drafts
+            session, "campaign.delete_drafts", mailbox_id=str(later[0].mailbox_id), draft_ids=drafts
         )
     await session.flush()
     return len(later)

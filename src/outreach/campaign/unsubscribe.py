@@ -55,13 +55,18 @@ async def unsubscribe(session: AsyncSession, request: UnsubscribeRequest) -> int
         reason=SuppressionReason.unsubscribed,
         source=f"campaign:{request.campaign_id}" if request.campaign_id else "unsubscribe link",
     )
+    # Locked like a reply's reaction (replies.record_event): an email the send tick
+    # claimed first is ``sending`` once the lock is ours, and is not ended here.
     waiting = (
         await session.scalars(
-            select(ScheduledEmail).where(
+            select(ScheduledEmail)
+            .where(
                 ScheduledEmail.user_id == request.sender_id,
                 ScheduledEmail.to_address == request.email,
                 ScheduledEmail.status.in_(replies.UNSENT),
             )
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
     ).all()
     for email in waiting:

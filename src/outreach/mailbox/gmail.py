@@ -153,8 +153,8 @@ class GmailClient:
     async def get_profile(self) -> dict[str, Any]:
         return await self._call("gmail.users.getProfile", "GET", "profile")
 
-    async def create_draft(self, raw: str) -> dict[str, Any]:
-        body = {"message": {"raw": raw}}
+    async def create_draft(self, raw: str, thread_id: str | None = None) -> dict[str, Any]:
+        body = {"message": _message_body(raw, thread_id)}
         return await self._call("gmail.users.drafts.create", "POST", "drafts", json=body)
 
     async def send_draft(self, draft_id: str) -> dict[str, Any]:
@@ -175,9 +175,9 @@ class GmailClient:
     async def delete_draft(self, draft_id: str) -> None:
         await self._call("gmail.users.drafts.delete", "DELETE", f"drafts/{draft_id}")
 
-    async def send_message(self, raw: str) -> dict[str, Any]:
+    async def send_message(self, raw: str, thread_id: str | None = None) -> dict[str, Any]:
         return await self._call(
-            "gmail.users.messages.send", "POST", "messages/send", json={"raw": raw}
+            "gmail.users.messages.send", "POST", "messages/send", json=_message_body(raw, thread_id)
         )
 
     async def list_sent(
@@ -290,6 +290,12 @@ class GmailClient:
         return random.uniform(0, self.retry_base_seconds * 2**attempt)
 
 
+def _message_body(raw: str, thread_id: str | None) -> dict[str, str]:
+    """A Message resource to create: Gmail files it in ``thread_id`` when it answers a
+    message of that thread under the same subject (our follow-ups do)."""
+    return {"raw": raw, "threadId": thread_id} if thread_id else {"raw": raw}
+
+
 def _error_reasons(response: httpx.Response) -> tuple[set[str], str]:
     try:
         error = response.json().get("error", {})
@@ -362,9 +368,9 @@ class GmailProvider:
         if self.send_only:
             raise DraftsNotSupported("a send-only Gmail mailbox cannot create drafts")
 
-    async def create_draft(self, message: EncodedMessage) -> str:
+    async def create_draft(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
         self._need_drafts()
-        draft = await self._guard(self.client.create_draft(message.gmail_raw))
+        draft = await self._guard(self.client.create_draft(message.gmail_raw, thread_id))
         # Keep the thread: Gmail keeps it when the draft is sent (see find_sent).
         self.last_thread_id = draft.get("message", {}).get("threadId")
         return str(draft["id"])
@@ -375,8 +381,8 @@ class GmailProvider:
         self.last_thread_id = message.get("threadId")
         return str(message["id"])
 
-    async def send(self, message: EncodedMessage) -> str:
-        sent = await self._guard(self.client.send_message(message.gmail_raw))
+    async def send(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
+        sent = await self._guard(self.client.send_message(message.gmail_raw, thread_id))
         self.last_thread_id = sent.get("threadId")
         return str(sent["id"])
 
