@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.campaign import sending
+from outreach.campaign import sending, tracking
 from outreach.campaign.schemas import CampaignCreate, StepIn
 from outreach.campaign.sending import delivery
 from outreach.campaign.sequences import advance_sequences
@@ -30,7 +30,7 @@ from outreach.credits.service import credit_service
 from outreach.kit.clock import Clock
 from outreach.kit.db import Database
 from outreach.mailbox.tasks import check_inboxes
-from outreach.models import Mailbox
+from outreach.models import LedgerEntry, LedgerReason, Mailbox
 from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
 from tests.campaign.conftest import make_list, make_template
 from tests.conftest import create_user
@@ -109,6 +109,95 @@ async def send_followups(session: AsyncSession, database: Database, clock: Clock
 
 def sent_to(fake_gmail: FakeGmail, address: str) -> list[StoredMessage]:
     return [m for m in fake_gmail.sent(GMAIL) if address in str(m.parsed["To"])]
+
+
+async def test_ten_recipients_one_follow_up_five_go_out_in_their_threads(
+    session: AsyncSession,
+    database: Database,
+    client: httpx.AsyncClient,
+    gmail_settings: Settings,
+    fake_google: FakeGoogle,
+    fake_gmail: FakeGmail,
+    frozen_clock: Clock,
+) -> None:
+    campaign, _ = await first_emails_sent(session, database, fake_google, frozen_clock, 10)
+    campaign_id, user_id = campaign.id, campaign.user_id
+    firsts = {lead(i): sent_to(fake_gmail, lead(i)) for i in range(10)}
+    assert all(len(messages) == 1 for messages in firsts.values())
+    stored = {
+        e.to_address: e
+        for e in await session.scalars(select(ScheduledEmail).where(ScheduledEmail.step == 0))
+    }
+    # The sender kept each message's Gmail thread.
+    assert {a: e.thread_id for a, e in stored.items()} == {
+        a: m[0].thread_id for a, m in firsts.items()
+    }
+    await check_inboxes(database)  # the first check: our threads, and a history id
+
+    for n in (0, 1, 2):
+        fake_gmail.deliver_reply(GMAIL, firsts[lead(n)][0])
+    fake_gmail.deliver_auto_reply(GMAIL, firsts[lead(3)][0])
+    fake_gmail.deliver_bounce(GMAIL, firsts[lead(4)][0])
+    # lead5 uses the one-click link of the message as Gmail received it.
+    link = str(strict(firsts[lead(5)][0].raw)["List-Unsubscribe"]).split(">")[0].strip("<")
+    assert (await client.post(link)).status_code == 200
+    assert await check_inboxes(database) == 5
+
+    fake_gmail.bodies.clear()
+    assert await send_followups(session, database, frozen_clock) == 5
+
+    answered = {lead(n) for n in range(6)} - {lead(3)}
+    for address, (first,) in firsts.items():
+        later = [m for m in sent_to(fake_gmail, address) if m.id != first.id]
+        if address in answered:
+            assert later == [], address
+            continue
+        (followup,) = later
+        assert followup.thread_id == first.thread_id
+        raw, original = strict(followup.raw), strict(first.raw)
+        assert raw["In-Reply-To"] == original["Message-ID"]
+        assert raw["References"] == original["Message-ID"]
+        assert raw["Subject"] == "Re: " + original["Subject"]
+        assert raw.get_body(("plain",)).get_content().startswith("Hi Lead")
+    # Each draft was created in the first email's thread (threadId in the request).
+    drafts = [body for method, body in fake_gmail.bodies if method == "gmail.users.drafts.create"]
+    assert sorted(d["message"]["threadId"] for d in drafts) == sorted(
+        firsts[a][0].thread_id for a in firsts if a not in answered
+    )
+    assert len(fake_gmail.sent(GMAIL)) == 15
+
+    # 20 charged; the five stopped follow-ups refunded, once each.
+    session.expire_all()
+    followups = {
+        e.to_address: e
+        for e in await session.scalars(select(ScheduledEmail).where(ScheduledEmail.step == 1))
+    }
+    refunds = (
+        await session.scalars(
+            select(LedgerEntry.ref).where(LedgerEntry.reason == LedgerReason.campaign_refund)
+        )
+    ).all()
+    assert sorted(refunds) == sorted(str(followups[a].id) for a in answered)
+    assert await credit_service.get_balance(session, user_id=user_id) == BALANCE - 15
+    assert {a: e.status for a, e in followups.items()} == {
+        a: (
+            EmailStatus.skipped
+            if a == lead(5)
+            else EmailStatus.cancelled
+            if a in answered
+            else EmailStatus.sent
+        )
+        for a in followups
+    }
+
+    shown = await session.get(Campaign, campaign_id)
+    assert shown is not None
+    stats = {s.step: s for s in await tracking.step_stats(session, shown)}
+    first, second = stats[0], stats[1]
+    assert (first.sent, first.replied, first.auto_replied, first.bounced) == (10, 3, 1, 1)
+    assert (first.unsubscribed, first.reply_rate) == (1, 0.3)
+    assert (second.scheduled, second.sent, second.cancelled) == (10, 5, 5)
+    await check_invariants(session, delivered=gmail_deliveries(fake_gmail))
 
 
 async def test_a_reply_recorded_before_a_claim_never_lets_that_claim_send_the_follow_up(

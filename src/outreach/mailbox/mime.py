@@ -61,6 +61,8 @@ class OutgoingEmail:
     list_unsubscribe: tuple[str, ...] = ()  # URLs (https://…, mailto:…), in order
     one_click_unsubscribe: bool = False  # adds List-Unsubscribe-Post (RFC 8058)
     message_id: str | None = None  # "<…@…>"; generated when absent
+    in_reply_to: str | None = None  # a follow-up: the Message-ID it answers
+    references: tuple[str, ...] = ()  # the thread's Message-IDs, oldest first
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -113,6 +115,18 @@ def _address(name: str, display: str | None, address: str) -> Address:
     return Address(display_name=display or "", username=username, domain=domain)
 
 
+_MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+
+
+def _message_id(field_name: str, value: str) -> str:
+    if not _MSG_ID.fullmatch(_check_header(field_name, value)):
+        raise HeaderInjection(
+            f"the {field_name} holds {value[:80]!r}, which is not a <id@domain>",
+            errors=[FieldError(loc=[field_name], message="not a <id@domain>")],
+        )
+    return value
+
+
 def make_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
@@ -127,6 +141,12 @@ def build_message(email: OutgoingEmail, *, date: datetime | None = None) -> Enco
     message["Date"] = format_datetime(date or utcnow())
     message_id = _check_header("Message-ID", email.message_id or make_message_id(sender.domain))
     message["Message-ID"] = message_id
+    # Structured fields of printable ASCII ids (checked), never encoded; a long
+    # References is folded between ids only.
+    if email.in_reply_to is not None:
+        message["In-Reply-To"] = _message_id("in_reply_to", email.in_reply_to)
+    if email.references:
+        message["References"] = " ".join(_message_id("references", i) for i in email.references)
     if email.list_unsubscribe:
         links = ", ".join(
             f"<{_check_header('List-Unsubscribe', u)}>" for u in email.list_unsubscribe
