@@ -4,12 +4,12 @@ the command's output, the .eml files it wrote and the database it left behind.""
 from __future__ import annotations
 
 import asyncio
-import email
 import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
 from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
@@ -42,24 +42,40 @@ def run_demo_command(*args: str) -> str:
     return result.output
 
 
+REPLIED = samples.GOOD[0].email  # marked replied by hand: no follow-up
+
+
 def check_outbox(output: str, data_dir: Path) -> None:
     files = sorted(data_dir.glob("outbox/*/*.eml"))
-    assert len(files) == len(GOOD) == 6
-    messages = [email.message_from_bytes(p.read_bytes(), policy=policy.SMTP) for p in files]
-    assert sorted(m["To"].addresses[0].addr_spec for m in messages) == GOOD
+    assert len(files) == len(GOOD) + len(GOOD) - 1 == 11
     for path in files:  # as written: the link itself, never RFC 2047 encoded words
-        raw = path.read_bytes()
-        (links,) = raw_header_values(raw, "List-Unsubscribe")
+        raw_bytes = path.read_bytes()
+        (links,) = raw_header_values(raw_bytes, "List-Unsubscribe")
         assert re.fullmatch(r"<http://[^>\s]+/u/[^>\s]+>", links), links
-        check_raw_lines(raw)
-    for message in messages:
+        check_raw_lines(raw_bytes)
+    raw = [BytesParser(policy=policy.strict).parsebytes(p.read_bytes()) for p in files]
+    firsts = {m["To"].addresses[0].addr_spec: m for m in raw if "In-Reply-To" not in m}
+    followups = {m["To"].addresses[0].addr_spec: m for m in raw if "In-Reply-To" in m}
+    assert sorted(firsts) == GOOD
+    assert sorted(followups) == sorted(set(GOOD) - {REPLIED})
+    for message in raw:
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         attachments = [part.get_filename() for part in message.iter_attachments()]
         assert attachments == ["asha-rao-resume.docx"]
-        first_name = message["To"].addresses[0].display_name
-        assert message["Subject"].startswith(f"{first_name}, data engineering at ")
+    for address, first in firsts.items():
+        first_name = first["To"].addresses[0].display_name
+        assert first["Subject"].startswith(f"{first_name}, data engineering at ")
+        if address in followups:  # answers the first email, in its thread
+            followup = followups[address]
+            assert followup["Subject"] == "Re: " + first["Subject"]
+            assert followup["In-Reply-To"] == first["Message-ID"]
+            assert followup["References"] == first["Message-ID"]
+            assert "bringing my note below back" in followup.get_body(("plain",)).get_content()
     assert f"{len(files)} .eml files in" in output
-    assert "20 before, 6 after" in output
+    assert "20 before, 1 after" in output
+    assert f"Marked {REPLIED} as replied by hand" in output
+    assert "cannot read replies" in output
+    assert "5 follow-ups" in output
     assert "row 5: " in output
     assert samples.BAD_SYNTAX.email in output
 
@@ -71,11 +87,18 @@ def test_demo_runs_the_main_job_end_to_end(restore_settings: None, tmp_path: Pat
 
     database = sqlite3.connect(data_dir / "outreach.db")
     statuses = database.execute("SELECT status, count(*) FROM scheduled_emails GROUP BY status")
-    assert dict(statuses.fetchall()) == {"sent": 6}
+    assert dict(statuses.fetchall()) == {"sent": 11, "cancelled": 1}
     ledger = database.execute("SELECT reason, delta FROM ledger_entries ORDER BY created_at")
-    assert ledger.fetchall() == [("signup_grant", 20), ("verify", -8), ("campaign_schedule", -6)]
+    assert ledger.fetchall() == [
+        ("signup_grant", 20),
+        ("verify", -8),
+        ("campaign_schedule", -12),  # 6 first emails and 6 follow-ups
+        ("campaign_refund", 1),  # the follow-up of the recipient who replied
+    ]
     (balance,) = database.execute("SELECT balance FROM credit_accounts").fetchone()
-    assert balance == 6
+    assert balance == 1
+    events = database.execute("SELECT recipient_address, kind, source FROM email_events")
+    assert events.fetchall() == [(REPLIED, "replied", "manual")]
     suppressed = {row[0] for row in database.execute("SELECT value FROM suppressions")}
     assert suppressed == {
         samples.SUPPRESSED.email,  # put there by hand before the import
@@ -92,8 +115,8 @@ def test_demo_runs_the_main_job_end_to_end(restore_settings: None, tmp_path: Pat
 
     # A second run starts from an empty folder, not on top of the first.
     again = run_demo_command("--data-dir", str(data_dir))
-    assert len(list(data_dir.glob("outbox/*/*.eml"))) == 6
-    assert "20 before, 6 after" in again
+    assert len(list(data_dir.glob("outbox/*/*.eml"))) == 11
+    assert "20 before, 1 after" in again
 
 
 def test_demo_never_empties_a_folder_it_did_not_make(tmp_path: Path) -> None:

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     gmail_max_retries: int = 4
     gmail_retry_base_seconds: float = 0.5
     gmail_timeout_seconds: float = 30.0
+    # Replies and bounces: how long after an email was sent its Gmail thread is watched.
+    reply_tracking_days: int = 30
     frontend_url: str | None = None  # None: the API's own /docs
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     allow_outbox_mailboxes: bool | None = None  # None: in development only

@@ -3,6 +3,7 @@
 from outreach.account import tasks as account_tasks  # noqa: F401
 from outreach.campaign import tasks as campaign_tasks  # noqa: F401
 from outreach.kit import maintenance  # noqa: F401
+from outreach.mailbox import tasks as mailbox_tasks  # noqa: F401
 from outreach.payment import tasks as payment_tasks  # noqa: F401
 from outreach.recipient import tasks as recipient_tasks  # noqa: F401
 from outreach.workflow import tasks as workflow_tasks  # noqa: F401

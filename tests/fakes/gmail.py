@@ -10,7 +10,23 @@ bearer token (issued by the fake Google's ``/token``) was granted one of the
 ``format=full|raw`` (also as the default) are refused whenever the token holds
 ``gmail.metadata``, even beside broader scopes.
 
-It stores drafts and sent messages per account, and can be told to fail::
+It stores drafts and messages per account with Gmail's history (every added
+message is a ``messageAdded`` record under an increasing, non-contiguous history
+id), answers ``history.list`` and ``threads.get``, and lets a test deliver what a
+correspondent's server would: a reply, an auto-reply or a bounce (a DSN from
+``mailer-daemon@googlemail.com``) into one of our threads::
+
+    fake_gmail.deliver_reply(GMAIL, sent_message, from_addr="lead@firm.com")
+    fake_gmail.deliver_auto_reply(GMAIL, sent_message)
+    fake_gmail.deliver_bounce(GMAIL, sent_message)
+    fake_gmail.expire_history(GMAIL)    # older history ids now answer 404
+
+A ``threadId`` given with a new message is kept only when Gmail would keep it:
+the thread exists, ``In-Reply-To`` or ``References`` names a message of the thread,
+and the subjects match once ``Re:`` prefixes are stripped; otherwise the message
+starts a new thread, as Gmail does.
+
+It can be told to fail::
 
     fake_gmail.fail("gmail.users.drafts.send", status=500, apply=True)  # sent, then 500
     fake_gmail.fail("gmail.users.getProfile", status=429, retry_after=0)
@@ -57,7 +73,12 @@ IMPLEMENTED = [
     "gmail.users.messages.send",
     "gmail.users.messages.list",
     "gmail.users.messages.get",
+    "gmail.users.history.list",
+    "gmail.users.threads.get",
 ]
+HISTORY_START = 1000
+HISTORY_GAP = 7  # history ids increase with gaps, as Gmail's do
+_RE_PREFIX = re.compile(r"^\s*((re|fwd?|aw)\s*:\s*)+", re.IGNORECASE)
 
 
 def discovery_document() -> dict[str, Any]:
@@ -111,6 +132,7 @@ class StoredMessage:
     thread_id: str
     raw: bytes
     labels: list[str]
+    history_id: int = 0
 
     @property
     def parsed(self) -> EmailMessage:
@@ -120,6 +142,8 @@ class StoredMessage:
 
     def resource(self, fmt: str = "minimal", headers: list[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "threadId": self.thread_id, "labelIds": self.labels}
+        if self.history_id:
+            body["historyId"] = str(self.history_id)
         if fmt == "raw":
             body["raw"] = base64.urlsafe_b64encode(self.raw).decode()
         if fmt in {"metadata", "full"}:
@@ -138,6 +162,21 @@ class StoredMessage:
 class Mailbox:
     drafts: dict[str, StoredMessage] = field(default_factory=dict)  # draft id -> message
     messages: list[StoredMessage] = field(default_factory=list)  # oldest first
+    history_id: int = HISTORY_START  # the mailbox's current history id
+    oldest_history_id: int = HISTORY_START  # older start ids answer 404
+    history: list[tuple[int, StoredMessage]] = field(default_factory=list)  # messageAdded
+
+    def record_added(self, message: StoredMessage) -> None:
+        self.history_id += HISTORY_GAP
+        message.history_id = self.history_id
+        self.history.append((self.history_id, message))
+
+    def thread(self, thread_id: str) -> list[StoredMessage]:
+        drafts = [m for m in self.drafts.values() if m.thread_id == thread_id]
+        return sorted(
+            [m for m in self.messages if m.thread_id == thread_id] + drafts,
+            key=lambda m: m.history_id,
+        )
 
 
 @dataclass
@@ -163,6 +202,7 @@ class FakeGmail:
     def reset(self) -> None:
         self.mailboxes: dict[str, Mailbox] = {}
         self.calls: list[tuple[str, dict[str, list[str]]]] = []
+        self.bodies: list[tuple[str, Any]] = []  # (method id, JSON body) of each valid call
         self.failures: dict[str, list[Failure]] = {}
         self.refusals: dict[tuple[str, str], tuple[int, str]] = {}  # (method, to) -> answer
         self.delays: dict[str, float] = {}
@@ -225,6 +265,76 @@ class FakeGmail:
 
     def _new_id(self) -> str:
         return format(next(self._ids), "x")
+
+    # -- what arrives from outside ------------------------------------------------------
+
+    def deliver(self, email: str, raw: bytes, *, thread_id: str | None = None) -> StoredMessage:
+        """An incoming message, filed in INBOX (in ``thread_id`` when given)."""
+        message = StoredMessage(
+            id=self._new_id(),
+            thread_id=thread_id or self._new_id(),
+            raw=raw,
+            labels=["INBOX", "UNREAD"],
+        )
+        box = self.mailbox(email)
+        box.messages.append(message)
+        box.record_added(message)
+        return message
+
+    def deliver_reply(
+        self,
+        email: str,
+        original: StoredMessage,
+        *,
+        from_addr: str | None = None,
+        text: str = "Thanks for writing; let's talk on Tuesday.",
+        headers: dict[str, str] | None = None,
+    ) -> StoredMessage:
+        """A person's reply to ``original`` (by default from its recipient), in its thread."""
+        parsed = original.parsed
+        reply = EmailMessage(policy=policy.SMTP)
+        reply["From"] = from_addr or str(parsed["To"])
+        reply["To"] = str(parsed["From"])
+        reply["Subject"] = "Re: " + _RE_PREFIX.sub("", str(parsed["Subject"]))
+        reply["Message-ID"] = f"<{self._new_id()}@reply.example>"
+        reply["In-Reply-To"] = str(parsed["Message-ID"])
+        reply["References"] = " ".join(
+            filter(None, [str(parsed.get("References", "")), str(parsed["Message-ID"])])
+        )
+        for name, value in (headers or {}).items():
+            if name in reply:
+                del reply[name]
+            reply[name] = value
+        reply.set_content(text)
+        return self.deliver(email, reply.as_bytes(), thread_id=original.thread_id)
+
+    def deliver_auto_reply(
+        self, email: str, original: StoredMessage, *, subject: str | None = None
+    ) -> StoredMessage:
+        """An out-of-office answer to ``original`` (RFC 3834 ``Auto-Submitted``)."""
+        topic = _RE_PREFIX.sub("", str(original.parsed["Subject"]))
+        return self.deliver_reply(
+            email,
+            original,
+            text="I am out of the office until Monday with limited access to email.",
+            headers={
+                "Subject": subject or f"Automatic reply: {topic}",
+                "Auto-Submitted": "auto-replied",
+                "X-Autoreply": "yes",
+            },
+        )
+
+    def deliver_bounce(
+        self, email: str, original: StoredMessage, *, status: str = "5.1.1"
+    ) -> StoredMessage:
+        """Gmail's delivery-status notification (RFC 3464) for ``original``, in its thread."""
+        return self.deliver(email, dsn_for(original, status=status), thread_id=original.thread_id)
+
+    def expire_history(self, email: str) -> None:
+        """History ids before now are too old: ``history.list`` answers 404 for them."""
+        box = self.mailbox(email)
+        box.history_id += HISTORY_GAP
+        box.oldest_history_id = box.history_id
 
     # -- validation ---------------------------------------------------------------------
 
@@ -320,6 +430,7 @@ class FakeGmail:
         self.calls.append(
             (method_id, {k: request.query_params.getlist(k) for k in request.query_params})
         )
+        self.bodies.append((method_id, body))
         if method_id in self.delays:
             await asyncio.sleep(self.delays[method_id])
         refusal = self._refusal(method_id, email, body)
@@ -374,7 +485,7 @@ class FakeGmail:
                 "emailAddress": email,
                 "messagesTotal": len(box.messages),
                 "threadsTotal": len({m.thread_id for m in box.messages}),
-                "historyId": "1000",
+                "historyId": str(box.history_id),
             },
             "gmail.users.drafts.create": lambda: self._create_draft(box, body),
             "gmail.users.drafts.get": lambda: self._get_draft(box, request),
@@ -383,10 +494,14 @@ class FakeGmail:
             "gmail.users.messages.send": lambda: self._send(box, body),
             "gmail.users.messages.list": lambda: self._list(box, query),
             "gmail.users.messages.get": lambda: self._get_message(box, request),
+            "gmail.users.history.list": lambda: self._list_history(box, query),
+            "gmail.users.threads.get": lambda: self._get_thread(box, request),
         }
         return handlers[method_id]()
 
-    def _message_from(self, payload: dict[str, Any], labels: list[str]) -> StoredMessage:
+    def _message_from(
+        self, box: Mailbox, payload: dict[str, Any], labels: list[str]
+    ) -> StoredMessage:
         raw_text = payload.get("raw")
         if not raw_text:
             raise _bad(
@@ -400,13 +515,16 @@ class FakeGmail:
         message = BytesParser(policy=policy.default).parsebytes(raw)
         if not message["To"]:
             raise _bad("Recipient address required")
-        thread_id = payload.get("threadId") or self._new_id()
+        thread_id = payload.get("threadId")
+        if not thread_id or not _joins_thread(box.thread(thread_id), message):
+            thread_id = self._new_id()
         return StoredMessage(id=self._new_id(), thread_id=thread_id, raw=raw, labels=labels)
 
     def _create_draft(self, box: Mailbox, body: dict[str, Any]) -> dict[str, Any]:
-        message = self._message_from(body.get("message") or {}, ["DRAFT"])
+        message = self._message_from(box, body.get("message") or {}, ["DRAFT"])
         draft_id = "r" + self._new_id()
         box.drafts[draft_id] = message
+        box.record_added(message)
         return {"id": draft_id, "message": message.resource()}
 
     def _draft(self, box: Mailbox, draft_id: str) -> StoredMessage:
@@ -436,6 +554,7 @@ class FakeGmail:
             message.raw = parsed.as_bytes(policy=policy.SMTP)
         message.labels = ["SENT"]
         box.messages.append(message)
+        box.record_added(message)
         return message.resource()
 
     def _send_draft(self, box: Mailbox, body: dict[str, Any]) -> dict[str, Any]:
@@ -450,7 +569,7 @@ class FakeGmail:
         return self._deliver(box, sent)
 
     def _send(self, box: Mailbox, body: dict[str, Any]) -> dict[str, Any]:
-        return self._deliver(box, self._message_from(body, []))
+        return self._deliver(box, self._message_from(box, body, []))
 
     def _list(self, box: Mailbox, query: Any) -> dict[str, Any]:
         labels = query.getlist("labelIds")
@@ -475,6 +594,116 @@ class FakeGmail:
                     request.query_params.getlist("metadataHeaders"),
                 )
         raise GmailRequestError(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
+
+    def _list_history(self, box: Mailbox, query: Any) -> dict[str, Any]:
+        start_text = query.get("startHistoryId")
+        if not start_text:
+            raise _bad("Missing required parameter startHistoryId")
+        if not start_text.isdigit():
+            raise _bad(f"Invalid value for startHistoryId: {start_text}")
+        start = int(start_text)
+        if start < box.oldest_history_id:
+            raise GmailRequestError(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
+        types = query.getlist("historyTypes")
+        label = query.get("labelId")
+        records = [
+            {
+                "id": str(history_id),
+                "messages": [{"id": m.id, "threadId": m.thread_id}],
+                "messagesAdded": [
+                    {"message": {"id": m.id, "threadId": m.thread_id, "labelIds": m.labels}}
+                ],
+            }
+            for history_id, m in box.history
+            if history_id > start
+            and (not types or "messageAdded" in types)
+            and (label is None or label in m.labels)
+        ]
+        offset = int(query.get("pageToken", "0"))
+        size = min(int(query.get("maxResults", "100")), 500)
+        body: dict[str, Any] = {"historyId": str(box.history_id)}
+        if records[offset : offset + size]:  # Gmail leaves "history" out when empty
+            body["history"] = records[offset : offset + size]
+        if offset + size < len(records):
+            body["nextPageToken"] = str(offset + size)
+        return body
+
+    def _get_thread(self, box: Mailbox, request: Request) -> dict[str, Any]:
+        thread_id = request.path_params["id"]
+        messages = box.thread(thread_id)
+        if not messages:
+            raise GmailRequestError(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
+        fmt = request.query_params.get("format", "full")
+        headers = request.query_params.getlist("metadataHeaders")
+        return {
+            "id": thread_id,
+            "historyId": str(max(m.history_id for m in messages)),
+            "messages": [m.resource(fmt, headers) for m in messages],
+        }
+
+
+def _normal_subject(value: object) -> str:
+    return _RE_PREFIX.sub("", str(value or "")).strip().lower()
+
+
+def _joins_thread(thread: list[StoredMessage], message: EmailMessage) -> bool:
+    """Gmail files a message with a ``threadId`` into that thread only when it answers a
+    message of the thread (``In-Reply-To``/``References``) under the same subject."""
+    if not thread:
+        return False
+    referenced = set(str(message.get("References", "")).split())
+    referenced |= set(str(message.get("In-Reply-To", "")).split())
+    ids = {str(m.parsed["Message-ID"]).strip() for m in thread}
+    subjects = {_normal_subject(m.parsed["Subject"]) for m in thread}
+    return bool(referenced & ids) and _normal_subject(message["Subject"]) in subjects
+
+
+def dsn_for(original: StoredMessage, *, status: str = "5.1.1") -> bytes:
+    """The bytes of a Gmail bounce for ``original``: ``multipart/report`` with a
+    ``message/delivery-status`` part naming the recipient and the original headers."""
+    parsed = original.parsed
+    recipient = parsed["To"].addresses[0].addr_spec
+    message_id = str(parsed["Message-ID"])
+    boundary = "000000000000dsn" + original.id
+    lines = [
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+        f"To: {parsed['From']}",
+        "Subject: Delivery Status Notification (Failure)",
+        f"Message-ID: <{original.id}.dsn@mx.google.com>",
+        f"In-Reply-To: {message_id}",
+        f"References: {message_id}",
+        f"X-Failed-Recipients: {recipient}",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; boundary="{boundary}"; report-type=delivery-status',
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=UTF-8",
+        "",
+        f"Address not found: your message wasn't delivered to {recipient}.",
+        "",
+        f"--{boundary}",
+        "Content-Type: message/delivery-status",
+        "",
+        "Reporting-MTA: dns; googlemail.com",
+        "",
+        f"Final-Recipient: rfc822; {recipient}",
+        "Action: failed",
+        f"Status: {status}",
+        "Diagnostic-Code: smtp; 550 5.1.1 The email account that you tried to reach "
+        "does not exist.",
+        "",
+        f"--{boundary}",
+        "Content-Type: text/rfc822-headers",
+        "",
+        f"Message-ID: {message_id}",
+        f"Subject: {parsed['Subject']}",
+        f"To: {parsed['To']}",
+        "",
+        f"--{boundary}--",
+        "",
+    ]
+    return "\r\n".join(lines).encode()
 
 
 def _check_value(name: str, value: str, spec: dict[str, Any]) -> None:

@@ -8,10 +8,12 @@
   Gmail's store, or the outbox's files), and no two emails share a provider id.
 * **None lost**: every scheduled email is in exactly one of ``sent``,
   ``failed``, ``cancelled``, ``skipped`` (each of those three with its refund
-  entry), ``unknown``, or still waiting (``pending``, ``ready``,
-  ``awaiting_approval``); an email marked ``sent`` was really delivered, and
+  entry), ``unknown``, or still waiting (``waiting`` follow-ups, ``pending``,
+  ``ready``, ``awaiting_approval``); an email marked ``sent`` was really delivered, and
   every delivered message belongs to an email marked ``sent`` (or ``unknown``,
   where the provider cannot tell us).
+* **Stopped means stopped**: a recipient who replied, bounced or unsubscribed has no
+  email of that campaign still waiting to go (all were cancelled and refunded).
 * **None stalled**: every ``pending`` email of a live campaign has a next try:
   a planned one (``next_attempt_at``), or it changed less than
   ``prepare_stall_seconds`` ago (the tick's sweep looks at it then).
@@ -34,16 +36,19 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.campaign.replies import STOPPING, UNSENT
 from outreach.config import get_settings
 from outreach.credits.pricing import pricing_from_settings
 from outreach.kit.clock import utcnow
-from outreach.models import CreditAccount, LedgerEntry, LedgerReason
+from outreach.models import CreditAccount, EmailEvent, LedgerEntry, LedgerReason
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
 from tests.fakes.gmail import FakeGmail
 
 REFUNDED = frozenset({EmailStatus.failed, EmailStatus.cancelled, EmailStatus.skipped})
 NOT_REFUNDED = frozenset({EmailStatus.sent, EmailStatus.unknown})
-WAITING = frozenset({EmailStatus.pending, EmailStatus.ready, EmailStatus.awaiting_approval})
+WAITING = frozenset(
+    {EmailStatus.waiting, EmailStatus.pending, EmailStatus.ready, EmailStatus.awaiting_approval}
+)
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,26 @@ async def _check_emails(
     return statuses
 
 
+async def _check_stopped_sequences(session: AsyncSession) -> None:
+    stopped = (
+        select(EmailEvent.id)
+        .where(
+            EmailEvent.campaign_id == ScheduledEmail.campaign_id,
+            EmailEvent.recipient_address == ScheduledEmail.to_address,
+            EmailEvent.kind.in_(STOPPING),
+        )
+        .exists()
+    )
+    unsent = (
+        await session.execute(
+            select(ScheduledEmail.id, ScheduledEmail.to_address, ScheduledEmail.status).where(
+                ScheduledEmail.status.in_(UNSENT), stopped
+            )
+        )
+    ).all()
+    assert not unsent, f"still to go after a reply, bounce or unsubscribe: {unsent}"
+
+
 async def _check_next_attempts(session: AsyncSession) -> None:
     stall = timedelta(seconds=get_settings().prepare_stall_seconds)
     stalled = (
@@ -205,5 +230,6 @@ async def check_invariants(
     balances = await _check_ledger(session)
     waiting = WAITING | {EmailStatus.sending} if in_flight else WAITING
     statuses = await _check_emails(session, delivered, waiting)
+    await _check_stopped_sequences(session)
     await _check_next_attempts(session)
     return Summary(balances=balances, statuses=statuses, delivered=len(delivered))

@@ -36,6 +36,9 @@ from outreach.kit.clock import Clock, utcnow
 from outreach.kit.crypto import encrypt_secret
 from outreach.kit.db import Database
 from outreach.models import (
+    EmailEvent,
+    EmailEventKind,
+    EmailEventSource,
     Mailbox,
     MailboxMode,
     MailboxProvider,
@@ -44,6 +47,7 @@ from outreach.models import (
     User,
 )
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
+from outreach.recipient.suppression import suppression_service
 from tests.campaign.conftest import make_list, make_template
 from tests.campaign.test_gmail import GMAIL, START, scheduled_campaign
 from tests.conftest import create_user, wait_for_jobs
@@ -404,6 +408,14 @@ async def test_an_smtp_550_at_rcpt_for_one_recipient_fails_alone_refunded(
 
     await assert_one_failed_four_sent(session, campaign_id, user_id, "550")
     assert len(smtp_host.handler.messages) == 4
+    # A 5xx at RCPT is a bounce, recorded at once: the address is suppressed for the sender.
+    events = (
+        await session.execute(
+            select(EmailEvent.recipient_address, EmailEvent.kind, EmailEvent.source)
+        )
+    ).all()
+    assert events == [(BAD, EmailEventKind.bounced, EmailEventSource.smtp)]
+    assert await suppression_service.is_suppressed(session, user_id=user_id, email=BAD)
     await check_invariants(session, delivered=smtp_host.handler.delivered())
 
 

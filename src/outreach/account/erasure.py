@@ -67,6 +67,8 @@ HANDLED_TABLES = {
     "mailboxes": "Gmail grants revoked at Google, then deleted with their tokens",
     "campaigns": "unsent emails cancelled and refunded, then deleted",
     "scheduled_emails": "deleted",
+    "campaign_steps": "deleted with their campaigns",
+    "email_events": "deleted with their campaigns (replies, bounces, unsubscribes)",
     "templates": "deleted",
     "template_versions": "deleted",
     "resumes": "deleted, with their files and analyses",

@@ -42,7 +42,12 @@ from outreach.models import (
 
 CONFIRMATION_PURPOSE = "account-deletion"
 CONFIRMATION_TTL = timedelta(minutes=10)
-_UNSENT = (EmailStatus.pending, EmailStatus.ready, EmailStatus.awaiting_approval)
+_UNSENT = (
+    EmailStatus.waiting,
+    EmailStatus.pending,
+    EmailStatus.ready,
+    EmailStatus.awaiting_approval,
+)
 
 
 class DeletionConfirmationInvalid(Unprocessable):

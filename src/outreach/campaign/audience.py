@@ -61,6 +61,9 @@ class Candidate:
 class Audience:
     to_send: list[Candidate] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    # Follow-ups: per recipient to send, each step's rendered email; and the versions.
+    followups: list[list[Any]] = field(default_factory=list)
+    followup_versions: list[int] = field(default_factory=list)
 
     @property
     def skipped_counts(self) -> dict[str, int]:
@@ -201,26 +204,36 @@ async def build_audience(
         if reason is not None:
             audience.skipped.append(Skip(email, reason, row=recipient.position))
             continue
-        try:
-            rendered, _ = render(recipient_fields(recipient), recipient.custom_fields)
-            check_recipient_headers(
-                to_address=email, to_name=recipient.name, subject=rendered.subject
-            )
-        except MissingTemplateVariables as exc:
-            audience.skipped.append(
-                Skip(email, SkipReason.missing_variable, exc.detail, row=recipient.position)
-            )
+        rendered_or_skip = render_for(recipient, render)
+        if isinstance(rendered_or_skip, Skip):
+            audience.skipped.append(rendered_or_skip)
             continue
-        except (InvalidHeader, InvalidAddress, InvalidTemplate) as exc:
-            skip = header_skip(recipient, exc)
-            if skip is None and isinstance(exc, InvalidTemplate):
-                skip = Skip(email, SkipReason.render_failed, exc.detail, row=recipient.position)
-            if skip is None:
-                raise
-            audience.skipped.append(skip)
-            continue
-        audience.to_send.append(Candidate(recipient, rendered, company_domain(email)))
+        audience.to_send.append(Candidate(recipient, rendered_or_skip, company_domain(email)))
     return audience
+
+
+def render_for(recipient: Any, render: Any) -> RenderedEmail | Skip:
+    """One recipient's email rendered and its headers checked, or why it is skipped
+    (a missing variable, a header that cannot be written, a render error)."""
+    try:
+        rendered: RenderedEmail = render(recipient_fields(recipient), recipient.custom_fields)[0]
+        check_recipient_headers(
+            to_address=recipient.email, to_name=recipient.name, subject=rendered.subject
+        )
+    except MissingTemplateVariables as exc:
+        return Skip(
+            recipient.email, SkipReason.missing_variable, exc.detail, row=recipient.position
+        )
+    except (InvalidHeader, InvalidAddress, InvalidTemplate) as exc:
+        skip = header_skip(recipient, exc)
+        if skip is None and isinstance(exc, InvalidTemplate):
+            skip = Skip(
+                recipient.email, SkipReason.render_failed, exc.detail, row=recipient.position
+            )
+        if skip is None:
+            raise
+        return skip
+    return rendered
 
 
 @dataclass(frozen=True)
@@ -249,4 +262,7 @@ async def audience_overview(session: AsyncSession, campaign: Campaign) -> Audien
 
 
 def in_flight_statuses() -> list[str]:
-    return [s.value for s in EmailStatus if s not in FINAL_EMAIL_STATUSES]
+    """Statuses that hold a sending time (a waiting follow-up has none of its own yet)."""
+    return [
+        s.value for s in EmailStatus if s not in FINAL_EMAIL_STATUSES and s != EmailStatus.waiting
+    ]

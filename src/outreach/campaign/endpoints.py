@@ -9,18 +9,21 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import select
 
 from outreach.auth.dependencies import CurrentUser, IdempotencyRequired
-from outreach.campaign import views
+from outreach.campaign import tracking, views
 from outreach.campaign.schemas import (
     ApproveOut,
     ApproveRequest,
     CampaignCreate,
     CampaignOut,
     CampaignUpdate,
+    MarkRepliedIn,
+    MarkRepliedOut,
     PreviewOut,
     ScheduledEmailOut,
     ScheduleOut,
     StatsOut,
     TestSendOut,
+    TimelineOut,
 )
 from outreach.campaign.service import campaign_service
 from outreach.kit.db import SessionDep
@@ -221,3 +224,30 @@ async def campaign_stats(
 ) -> StatsOut:
     campaign = await campaign_service.get(session, user=user, campaign_id=campaign_id)
     return await views.stats(session, campaign=campaign)
+
+
+@router.post(
+    "/{campaign_id}/replied",
+    summary="Mark a recipient as replied by hand (stops and refunds their follow-ups)",
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def mark_replied(
+    campaign_id: CampaignID, body: MarkRepliedIn, user: CurrentUser, session: SessionDep
+) -> MarkRepliedOut:
+    campaign = await campaign_service.get(session, user=user, campaign_id=campaign_id)
+    return await tracking.mark_replied(session, campaign=campaign, address=body.email)
+
+
+@router.get(
+    "/{campaign_id}/timeline",
+    summary="One recipient's emails and what came back, in order",
+    responses=problem_responses(401, 404, 422),
+)
+async def recipient_timeline(
+    campaign_id: CampaignID,
+    user: CurrentUser,
+    session: SessionDep,
+    email: Annotated[str, Query(min_length=3, max_length=320, description="The recipient")],
+) -> TimelineOut:
+    campaign = await campaign_service.get(session, user=user, campaign_id=campaign_id)
+    return await tracking.timeline(session, campaign=campaign, address=email)

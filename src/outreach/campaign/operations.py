@@ -23,7 +23,12 @@ from outreach.models import LedgerReason, Mailbox, Recipient
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
 from outreach.recipient.suppression import suppression_service
 
-_WAITING = (EmailStatus.pending, EmailStatus.ready, EmailStatus.awaiting_approval)
+_WAITING = (
+    EmailStatus.waiting,
+    EmailStatus.pending,
+    EmailStatus.ready,
+    EmailStatus.awaiting_approval,
+)
 _OPEN = (
     CampaignStatus.draft,
     CampaignStatus.scheduled,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, field_validator
 
@@ -11,6 +11,25 @@ from outreach.models.campaign import CampaignStatus, EmailStatus
 
 HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$", examples=["09:00"])]
 Weekday = Annotated[StrictInt, Field(ge=0, le=6)]
+
+
+class StepIn(BaseModel):
+    """A follow-up: its template, and how many business days after the step before it."""
+
+    template_id: uuid.UUID
+    delay_business_days: StrictInt = Field(
+        default=4, ge=1, le=14, description="Business days (the window's weekdays) to wait"
+    )
+    use_own_subject: StrictBool = Field(
+        default=False,
+        description="Use the template's subject; default: 'Re: ' + the first email's subject "
+        "(Gmail keeps a message in the thread only under the same subject)",
+    )
+
+
+class StepOut(StepIn):
+    position: int = Field(description="1 to 3; step 0 is the first email")
+    template_version: int | None
 
 
 class CampaignSettings(BaseModel):
@@ -40,6 +59,20 @@ class CampaignSettings(BaseModel):
     review_mode: StrictBool = Field(default=False, description="Emails wait for your approval")
     attach_resume: StrictBool = Field(
         default=False, description="Attach your latest resume as uploaded"
+    )
+    steps: list[StepIn] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Up to 3 follow-ups, sent in the first email's thread; each stops for a "
+        "recipient who replies, bounces or unsubscribes (and is refunded)",
+    )
+    followups_without_reply_detection: StrictBool = Field(
+        default=False,
+        description="Send follow-ups through a mailbox that cannot see replies (SMTP, "
+        "send-only Gmail); without it such a campaign's steps are refused with a 422",
+    )
+    stop_on_auto_reply: StrictBool = Field(
+        default=False, description="An out-of-office answer also stops the follow-ups"
     )
 
     @field_validator("window_days")
@@ -76,10 +109,14 @@ class CampaignUpdate(BaseModel):
     skip_recently_emailed_days: StrictInt | None = Field(default=None, ge=0, le=365)
     review_mode: StrictBool | None = None
     attach_resume: StrictBool | None = None
+    steps: list[StepIn] | None = Field(default=None, max_length=3, description="Replaces them")
+    followups_without_reply_detection: StrictBool | None = None
+    stop_on_auto_reply: StrictBool | None = None
 
 
 class EmailCounts(BaseModel):
     total: int = 0
+    waiting: int = 0  # follow-ups whose previous step is not sent yet
     pending: int = 0
     ready: int = 0
     awaiting_approval: int = 0
@@ -133,6 +170,12 @@ class CampaignOut(BaseModel):
     last_error: EmailError | None = Field(
         default=None, description="The most recent error of any of its emails"
     )
+    steps: list[StepOut]
+    reply_detection: Literal["available", "unavailable"] = Field(
+        description="Whether replies and bounces can be seen (full-mode Gmail only)"
+    )
+    followups_without_reply_detection: bool
+    stop_on_auto_reply: bool
 
 
 class PreviewEmail(BaseModel):
@@ -210,11 +253,51 @@ class ApproveOut(BaseModel):
     approved: int
 
 
+class StepStats(BaseModel):
+    step: int = Field(description="0: the first email; 1-3: follow-ups")
+    scheduled: int
+    sent: int
+    cancelled: int = Field(description="Stopped by a reply, bounce or unsubscribe (refunded)")
+    replied: int = Field(description="Recipients who replied to this step")
+    auto_replied: int
+    bounced: int
+    unsubscribed: int
+    reply_rate: float = Field(description="replied / sent (0 when nothing was sent)")
+
+
 class StatsOut(BaseModel):
     counts: EmailCounts
     last_error: EmailError | None = None
     unsubscribed: int
     sent_per_day: dict[str, int]
+    replied: int = Field(description="Recipients who replied (any step)")
+    auto_replied: int
+    bounced: int
+    reply_rate: float = Field(description="Recipients who replied / recipients emailed")
+    steps: list[StepStats]
+
+
+class MarkRepliedIn(BaseModel):
+    email: str = Field(min_length=3, max_length=320, description="The recipient's address")
+
+
+class MarkRepliedOut(BaseModel):
+    email: str
+    recorded: bool = Field(description="False when it was already marked")
+    cancelled_followups: int = Field(description="Follow-ups cancelled and refunded")
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    step: int
+    what: str = Field(description="An email status (sent, cancelled, …) or an event kind")
+    source: str | None = None
+    detail: str | None = None
+
+
+class TimelineOut(BaseModel):
+    email: str
+    entries: list[TimelineEntry]
 
 
 class TestSendOut(BaseModel):

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.campaign import followups
 from outreach.campaign.audience import (
     Audience,
     AudienceOverview,
@@ -66,8 +67,15 @@ _EDITABLE = (
     "skip_recently_emailed_days",
     "review_mode",
     "attach_resume",
+    "followups_without_reply_detection",
+    "stop_on_auto_reply",
 )
-_REFUNDABLE = (EmailStatus.pending, EmailStatus.ready, EmailStatus.awaiting_approval)
+_REFUNDABLE = (
+    EmailStatus.waiting,
+    EmailStatus.pending,
+    EmailStatus.ready,
+    EmailStatus.awaiting_approval,
+)
 
 
 class CampaignNotFound(NotFound):
@@ -209,7 +217,7 @@ class CampaignService:
 
     async def create(self, session: AsyncSession, *, user: User, data: CampaignCreate) -> Campaign:
         """A draft campaign; references are checked (another user's mailbox → 404)."""
-        values = data.model_dump(exclude={"recipient_ids", "start_at"})
+        values = data.model_dump(exclude={"recipient_ids", "start_at", "steps"})
         campaign = Campaign(
             user_id=user.id,
             **values,
@@ -222,6 +230,7 @@ class CampaignService:
         await self._check_references(session, user=user, campaign=campaign)
         session.add(campaign)
         await session.flush()
+        await followups.save_steps(session, user=user, campaign=campaign, steps=data.steps)
         return campaign
 
     async def update(
@@ -233,6 +242,8 @@ class CampaignService:
             if name in data.model_fields_set:
                 setattr(campaign, name, getattr(data, name))
         await self._check_references(session, user=user, campaign=campaign)
+        if data.steps is not None:
+            await followups.save_steps(session, user=user, campaign=campaign, steps=data.steps)
         await session.flush()
         return campaign
 
@@ -260,6 +271,12 @@ class CampaignService:
         template = await template_service.get(session, user=user, template_id=campaign.template_id)
         version = await template_service.get_version(session, template=template)
         audience = await build_audience(session, campaign=campaign, user=user, version=version)
+        steps = await followups.campaign_steps(session, campaign.id)
+        followups.check_reply_detection(campaign, mailbox, steps)
+        if steps:
+            await followups.render_steps(
+                session, user=user, campaign=campaign, steps=steps, audience=audience
+            )
         plan = await self._plan(session, campaign=campaign, mailbox=mailbox, audience=audience)
         return mailbox, audience, plan, version
 
@@ -363,7 +380,8 @@ class CampaignService:
         if not audience.to_send:
             raise NothingToSend("every recipient was skipped", skipped=audience.skipped_counts)
         price = pricing_from_settings(get_settings()).scheduled_email
-        cost = price * len(audience.to_send)
+        steps = await followups.campaign_steps(session, campaign.id)
+        cost = price * len(audience.to_send) * (1 + len(steps))
         if cost:
             await credit_service.apply_ledger_entry(
                 session,
@@ -398,6 +416,11 @@ class CampaignService:
             }
             for index, candidate in enumerate(audience.to_send)
         ]
+        for step, step_version in zip(steps, audience.followup_versions, strict=True):
+            step.template_version = step_version
+        rows += followups.followup_rows(
+            rows, steps, audience.followups, message_id=lambda: make_message_id(domain)
+        )
         for start in range(0, len(rows), 1000):
             await session.execute(insert(ScheduledEmail), rows[start : start + 1000])
         if campaign.attach_resume:

@@ -6,13 +6,16 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.campaign import sending
+from outreach.campaign import replies, sending, sequences
 from outreach.campaign.monitoring import refresh_sending_lag
 from outreach.campaign.service import campaign_service
 from outreach.kit.db import get_database
 from outreach.kit.jobs import job
 from outreach.kit.metrics import before_scrape, run_scrape_hooks
 from outreach.mailbox.events import MailboxUnavailableEvent, on_mailbox_unavailable
+
+# Reply-check reactions register on import (mailbox.events hooks).
+assert replies.record_inbox_message is not None
 
 # /metrics reads the sending lag from the database before each scrape.
 before_scrape(refresh_sending_lag)
@@ -32,6 +35,12 @@ async def send_due_emails() -> int:
     # This worker's own figures; a failed refresh is logged, never fails the tick.
     await run_scrape_hooks(database)
     return sent
+
+
+@job("campaign.advance_sequences", every_seconds=60, max_attempts=1)
+async def advance_sequences() -> int:
+    """Follow-ups whose previous step was sent get their time and thread."""
+    return await sequences.advance_sequences(get_database())
 
 
 @job("campaign.delete_drafts")

@@ -13,13 +13,14 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.campaign import replies
 from outreach.campaign.service import campaign_service
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import BadRequest, problem_responses
 from outreach.kit.idempotency import IdempotentRoute
 from outreach.kit.signing import InvalidSignature
 from outreach.kit.unsubscribe import UnsubscribeRequest, read_unsubscribe_token
-from outreach.models import User
+from outreach.models import EmailEventKind, EmailEventSource, User
 from outreach.models.campaign import EmailStatus, ScheduledEmail
 from outreach.models.suppression import SuppressionReason
 from outreach.recipient.suppression import suppression_service
@@ -54,20 +55,35 @@ async def unsubscribe(session: AsyncSession, request: UnsubscribeRequest) -> int
         reason=SuppressionReason.unsubscribed,
         source=f"campaign:{request.campaign_id}" if request.campaign_id else "unsubscribe link",
     )
+    # Locked like a reply's reaction (replies.record_event): an email the send tick
+    # claimed first is ``sending`` once the lock is ours, and is not ended here.
     waiting = (
         await session.scalars(
-            select(ScheduledEmail).where(
+            select(ScheduledEmail)
+            .where(
                 ScheduledEmail.user_id == request.sender_id,
                 ScheduledEmail.to_address == request.email,
-                ScheduledEmail.status.in_(
-                    [EmailStatus.pending, EmailStatus.ready, EmailStatus.awaiting_approval]
-                ),
+                ScheduledEmail.status.in_(replies.UNSENT),
             )
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
     ).all()
     for email in waiting:
         await campaign_service.refund_email(session, email=email, status=EmailStatus.skipped)
     await session.flush()
+    if request.campaign_id is not None:
+        sent = await replies.latest_sent_to(
+            session, campaign_id=request.campaign_id, address=request.email
+        )
+        if sent is not None:  # for the campaign's stats and the recipient's timeline
+            await replies.record_event(
+                session,
+                email=sent,
+                kind=EmailEventKind.unsubscribed,
+                source=EmailEventSource.unsubscribe,
+                dedupe_key="unsubscribe",
+            )
     return len(waiting)
 
 

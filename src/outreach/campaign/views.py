@@ -10,7 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from outreach.campaign import tracking
 from outreach.campaign.audience import campaign_recipients, header_skip, recipient_fields
+from outreach.campaign.followups import reply_detection
 from outreach.campaign.planning import emails_per_day
 from outreach.campaign.schemas import (
     CampaignOut,
@@ -21,6 +23,7 @@ from outreach.campaign.schemas import (
     ProjectedSchedule,
     SkippedRecipient,
     StatsOut,
+    StepOut,
     TestSendOut,
 )
 from outreach.campaign.sending import build_mime, resume_attachment
@@ -36,6 +39,7 @@ from outreach.models import Mailbox, User
 from outreach.models.campaign import (
     FINAL_EMAIL_STATUSES,
     Campaign,
+    CampaignStep,
     EmailStatus,
     ScheduledEmail,
 )
@@ -48,12 +52,20 @@ class RecipientNotWritable(Unprocessable):
     code, title = "recipient_not_writable", "This recipient's email cannot be written"
 
 
-def _out(campaign: Campaign, counts: EmailCounts, last_error: EmailError | None) -> CampaignOut:
-    fields = set(CampaignOut.model_fields) - {"counts", "last_error"}
+def _out(
+    campaign: Campaign,
+    counts: EmailCounts,
+    last_error: EmailError | None,
+    steps: list[CampaignStep],
+    mailbox: Mailbox | None,
+) -> CampaignOut:
+    fields = set(CampaignOut.model_fields) - {"counts", "last_error", "steps", "reply_detection"}
     return CampaignOut(
         **{name: getattr(campaign, name) for name in fields},
         counts=counts,
         last_error=last_error,
+        steps=[StepOut.model_validate(step, from_attributes=True) for step in steps],
+        reply_detection="unavailable" if mailbox is None else reply_detection(mailbox),
     )
 
 
@@ -61,7 +73,23 @@ async def campaigns_out(session: AsyncSession, campaigns: Sequence[Campaign]) ->
     ids = [c.id for c in campaigns]
     counts = await campaign_service.counts(session, ids)
     errors = await last_errors(session, ids)
-    return [_out(c, counts[c.id], errors.get(c.id)) for c in campaigns]
+    steps: dict[uuid.UUID, list[CampaignStep]] = {cid: [] for cid in ids}
+    for step in await session.scalars(
+        select(CampaignStep)
+        .where(CampaignStep.campaign_id.in_(ids))
+        .order_by(CampaignStep.position)
+    ):
+        steps[step.campaign_id].append(step)
+    mailboxes = {
+        m.id: m
+        for m in await session.scalars(
+            select(Mailbox).where(Mailbox.id.in_({c.mailbox_id for c in campaigns}))
+        )
+    }
+    return [
+        _out(c, counts[c.id], errors.get(c.id), steps[c.id], mailboxes.get(c.mailbox_id))
+        for c in campaigns
+    ]
 
 
 async def last_errors(
@@ -148,7 +176,9 @@ async def preview(
         deferred_by_company_cap=[
             audience.to_send[cast(int, k)].recipient.email for k in plan.deferred_by_company_cap
         ],
-        credit_cost=len(audience.to_send) * pricing_from_settings(get_settings()).scheduled_email,
+        credit_cost=len(audience.to_send)
+        * (1 + len(audience.followup_versions))
+        * pricing_from_settings(get_settings()).scheduled_email,
         credit_balance=await credit_service.get_balance(session, user_id=user.id),
         schedule=ProjectedSchedule(
             first_send_at=plan.first,
@@ -232,9 +262,15 @@ async def stats(session: AsyncSession, *, campaign: Campaign) -> StatsOut:
         (t for t in sent_times if t is not None), campaign_timezone(campaign, mailbox)
     )
     errors = await last_errors(session, [campaign.id])
+    answered = await tracking.recipients_by_kind(session, campaign)
     return StatsOut(
         counts=counts,
         last_error=errors.get(campaign.id),
         unsubscribed=int(unsubscribed or 0),
         sent_per_day=per_day,
+        replied=answered.get("replied", 0),
+        auto_replied=answered.get("auto_replied", 0),
+        bounced=answered.get("bounced", 0),
+        reply_rate=tracking.rate(answered.get("replied", 0), answered["emailed"]),
+        steps=await tracking.step_stats(session, campaign),
     )

@@ -5,8 +5,12 @@ local storage, file outbox) and the demo drives it over its HTTP API through
 ``httpx.ASGITransport``, as a client would: dev login, an outbox mailbox, a
 resume and its analysis, a suppression, a list upload, bulk verification
 against the demo's own DNS responder, a template, a campaign preview and
-schedule. Then it moves the application clock (``kit/clock.py``) to each due
-time and runs the send tick until every email has been written to the outbox.
+schedule, with one follow-up step. Then it moves the application clock
+(``kit/clock.py``) to each due time and runs the send tick until every first email
+has been written to the outbox; marks one recipient as replied by hand (an outbox
+cannot read replies, so the campaign opts into follow-ups without reply detection,
+and the demo says so), which cancels and refunds that recipient's follow-up; runs the
+sequence job and sends the other follow-ups, each answering its first email.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from rich.progress import (
 from sqlalchemy import func, select
 
 from outreach.app import create_app
-from outreach.campaign.tasks import send_due_emails
+from outreach.campaign.tasks import advance_sequences, send_due_emails
 from outreach.config import Environment, Settings
 from outreach.demo import samples
 from outreach.demo.dns import LocalDNS
@@ -48,7 +52,7 @@ MARKER = ".outreach-demo"  # only a folder holding this is ever emptied by the d
 BASE_URL = "http://127.0.0.1:8000"  # where `make run` serves: used in unsubscribe links
 WAIT_SECONDS = 60.0
 UNFINISHED = ("pending", "ready", "awaiting_approval", "sending")
-STEPS = 11
+STEPS = 14
 
 
 class DemoFailed(RuntimeError):
@@ -195,7 +199,10 @@ class DemoRun:
         recipient_list, errors = await self.upload_list()
         verification = await self.verify(recipient_list["id"])
         template_id = await self.create_template()
-        campaign_id, preview = await self.preview(mailbox_id, template_id, recipient_list["id"])
+        followup_id = await self.create_followup_template()
+        campaign_id, preview = await self.preview(
+            mailbox_id, template_id, followup_id, recipient_list["id"]
+        )
         scheduled = await self.schedule(campaign_id)
         result = DemoResult(
             data_dir=self.data_dir,
@@ -214,6 +221,8 @@ class DemoRun:
             scheduled=scheduled,
         )
         await self.send_all(campaign_id, scheduled, result)
+        result.replied = await self.mark_replied(campaign_id)
+        await self.send_followups(campaign_id, scheduled, result)
         await self.tally(campaign_id, result)
         return result
 
@@ -338,8 +347,16 @@ class DemoRun:
         )
         return str(template["id"])
 
+    async def create_followup_template(self) -> str:
+        template = await self.call("POST", "/v1/templates", json=samples.FOLLOW_UP)
+        self.step(
+            f'Wrote the follow-up "{template["name"]}", sent 2 business days after the first '
+            'email to those who have not replied, in its thread ("Re: " + its subject)'
+        )
+        return str(template["id"])
+
     async def preview(
-        self, mailbox_id: str, template_id: str, list_id: str
+        self, mailbox_id: str, template_id: str, followup_id: str, list_id: str
     ) -> tuple[str, dict[str, Any]]:
         campaign = await self.call(
             "POST",
@@ -352,6 +369,9 @@ class DemoRun:
                 "min_gap_seconds": 300,
                 "jitter_seconds": 60,
                 "attach_resume": True,
+                "steps": [{"template_id": followup_id, "delay_business_days": 2}],
+                # An outbox (like SMTP) cannot read replies: follow-ups need this yes.
+                "followups_without_reply_detection": True,
             },
         )
         preview: dict[str, Any] = await self.call(
@@ -387,10 +407,13 @@ class DemoRun:
         )
         return count
 
-    async def send_all(self, campaign_id: str, total: int, result: DemoResult) -> None:
-        """Move the clock to each next due time and run the send tick, until all are out."""
-        sending = self.progress.add_task("sending", total=total)
-        result.clock_from = clock.now()
+    async def send_all(
+        self, campaign_id: str, total: int, result: DemoResult, *, what: str = "first emails"
+    ) -> None:
+        """Move the clock to each next due time and run the send tick, until all are out
+        (follow-ups still ``waiting`` for the sequence job are not due yet)."""
+        sending = self.progress.add_task(f"sending {what}", total=total)
+        result.clock_from = result.clock_from or clock.now()
         for _ in range(10 * total + 10):
             counts = (await self.call("GET", f"/v1/campaigns/{campaign_id}"))["counts"]
             finished = total - sum(counts[status] for status in UNFINISHED)
@@ -407,7 +430,35 @@ class DemoRun:
         result.clock_to = clock.now()
         moved = result.clock_to - result.clock_from
         hours = moved.total_seconds() / 3600
-        self.step(f"Moved the clock {hours:.1f} hours forward over {result.send_ticks} send ticks")
+        self.step(
+            f"Sent the {what}: the clock is {hours:.1f} hours on after "
+            f"{result.send_ticks} send ticks"
+        )
+
+    async def mark_replied(self, campaign_id: str) -> str:
+        """One recipient answered: an outbox cannot read replies, so the user says so."""
+        address = samples.GOOD[0].email
+        marked = await self.call(
+            "POST", f"/v1/campaigns/{campaign_id}/replied", json={"email": address}
+        )
+        self.step(
+            f"Marked {address} as replied by hand: this outbox mailbox cannot read replies "
+            "(reply_detection: unavailable), so the campaign sends follow-ups without reply "
+            f"detection, as asked, and {marked['cancelled_followups']} follow-up to them was "
+            "cancelled and its credit refunded"
+        )
+        return address
+
+    async def send_followups(self, campaign_id: str, total: int, result: DemoResult) -> None:
+        """The sequence job gives each follow-up its time and thread; then send them."""
+        scheduled = await advance_sequences()
+        await self.wait_for(
+            f"/v1/campaigns/{campaign_id}",
+            lambda body: body["counts"]["pending"] == 0,
+            "preparing the follow-ups",
+        )
+        result.followups = scheduled
+        await self.send_all(campaign_id, total, result, what=f"{scheduled} follow-ups")
 
     async def next_due(self, campaign_id: str) -> datetime | None:
         page = await self.call(

@@ -38,6 +38,8 @@ class DemoResult:
     clock_from: datetime | None = None
     clock_to: datetime | None = None
     send_ticks: int = 0
+    replied: str = ""  # marked replied by hand: their follow-up was cancelled
+    followups: int = 0  # follow-ups the sequence job scheduled
     dns_queries: int = 0
     seconds: float = 0.0
 
@@ -101,6 +103,11 @@ def summary_rows(result: DemoResult) -> list[tuple[str, str]]:
             f"({result.send_ticks} send ticks)",
         ),
         ("emails", f"{result.scheduled} scheduled: {_counts(result.email_counts)}"),
+        (
+            "follow-ups",
+            f"{result.followups} sent in their threads; {result.replied} replied (marked by "
+            "hand: an outbox cannot read replies), so theirs was cancelled and refunded",
+        ),
         (
             "credits",
             f"{result.credits_before} before, {result.credits_after} after "

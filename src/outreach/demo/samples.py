@@ -82,6 +82,17 @@ TEMPLATE = {
     ),
 }
 
+FOLLOW_UP = {
+    "name": "Data engineering nudge",
+    "subject": "Following up",  # not used: a follow-up answers as "Re: " + the first subject
+    "body_text": (
+        "Hi {{ first_name | default('there') }},\n\n"
+        "Just bringing my note below back to the top of your inbox: I would still love to "
+        "hear how {{ company }} thinks about its data platform.\n\n"
+        "Thanks,\n{{ sender.name }}"
+    ),
+}
+
 _EXPERIENCE = [
     (
         "Senior Data Engineer, Zenith Analytics, Bengaluru",

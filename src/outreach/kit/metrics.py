@@ -110,6 +110,12 @@ EMAILS_DEFERRED_BY_CAP = Counter(
     "campaign's or the provider's), by mailbox provider.",
     ["provider"],
 )
+EMAIL_EVENTS = Counter(
+    "outreach_email_events",
+    "What came back for campaign emails, by kind (replied, auto_reply, bounced, "
+    "unsubscribed), each counted once.",
+    ["kind"],
+)
 SENDING_LAG = Gauge(
     "outreach_sending_lag_seconds",
     "Age of the oldest due, unsent email of an active campaign (0: none is late).",

@@ -53,6 +53,8 @@ QUOTA_UNITS = {
     "gmail.users.messages.send": 100,
     "gmail.users.messages.list": 5,
     "gmail.users.messages.get": 5,
+    "gmail.users.history.list": 2,
+    "gmail.users.threads.get": 10,
 }
 SENDING_METHODS = {"gmail.users.drafts.send", "gmail.users.messages.send"}
 RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
@@ -151,8 +153,8 @@ class GmailClient:
     async def get_profile(self) -> dict[str, Any]:
         return await self._call("gmail.users.getProfile", "GET", "profile")
 
-    async def create_draft(self, raw: str) -> dict[str, Any]:
-        body = {"message": {"raw": raw}}
+    async def create_draft(self, raw: str, thread_id: str | None = None) -> dict[str, Any]:
+        body = {"message": _message_body(raw, thread_id)}
         return await self._call("gmail.users.drafts.create", "POST", "drafts", json=body)
 
     async def send_draft(self, draft_id: str) -> dict[str, Any]:
@@ -173,9 +175,9 @@ class GmailClient:
     async def delete_draft(self, draft_id: str) -> None:
         await self._call("gmail.users.drafts.delete", "DELETE", f"drafts/{draft_id}")
 
-    async def send_message(self, raw: str) -> dict[str, Any]:
+    async def send_message(self, raw: str, thread_id: str | None = None) -> dict[str, Any]:
         return await self._call(
-            "gmail.users.messages.send", "POST", "messages/send", json={"raw": raw}
+            "gmail.users.messages.send", "POST", "messages/send", json=_message_body(raw, thread_id)
         )
 
     async def list_sent(
@@ -190,6 +192,23 @@ class GmailClient:
         params = [("format", "metadata"), *(("metadataHeaders", name) for name in headers)]
         return await self._call(
             "gmail.users.messages.get", "GET", f"messages/{message_id}", params=params
+        )
+
+    async def list_history(self, start_history_id: str, page_token: str | None = None) -> Any:
+        """Messages added since ``start_history_id`` (404 when Gmail no longer has it)."""
+        params: dict[str, Any] = {
+            "startHistoryId": start_history_id,
+            "historyTypes": "messageAdded",
+            "maxResults": 500,
+        }
+        if page_token:
+            params["pageToken"] = page_token
+        return await self._call("gmail.users.history.list", "GET", "history", params=params)
+
+    async def get_thread_headers(self, thread_id: str, headers: list[str]) -> dict[str, Any]:
+        params = [("format", "metadata"), *(("metadataHeaders", name) for name in headers)]
+        return await self._call(
+            "gmail.users.threads.get", "GET", f"threads/{thread_id}", params=params
         )
 
     # -- the machinery -------------------------------------------------------------
@@ -271,6 +290,12 @@ class GmailClient:
         return random.uniform(0, self.retry_base_seconds * 2**attempt)
 
 
+def _message_body(raw: str, thread_id: str | None) -> dict[str, str]:
+    """A Message resource to create: Gmail files it in ``thread_id`` when it answers a
+    message of that thread under the same subject (our follow-ups do)."""
+    return {"raw": raw, "threadId": thread_id} if thread_id else {"raw": raw}
+
+
 def _error_reasons(response: httpx.Response) -> tuple[set[str], str]:
     try:
         error = response.json().get("error", {})
@@ -343,9 +368,9 @@ class GmailProvider:
         if self.send_only:
             raise DraftsNotSupported("a send-only Gmail mailbox cannot create drafts")
 
-    async def create_draft(self, message: EncodedMessage) -> str:
+    async def create_draft(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
         self._need_drafts()
-        draft = await self._guard(self.client.create_draft(message.gmail_raw))
+        draft = await self._guard(self.client.create_draft(message.gmail_raw, thread_id))
         # Keep the thread: Gmail keeps it when the draft is sent (see find_sent).
         self.last_thread_id = draft.get("message", {}).get("threadId")
         return str(draft["id"])
@@ -356,8 +381,8 @@ class GmailProvider:
         self.last_thread_id = message.get("threadId")
         return str(message["id"])
 
-    async def send(self, message: EncodedMessage) -> str:
-        sent = await self._guard(self.client.send_message(message.gmail_raw))
+    async def send(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
+        sent = await self._guard(self.client.send_message(message.gmail_raw, thread_id))
         self.last_thread_id = sent.get("threadId")
         return str(sent["id"])
 

@@ -59,7 +59,7 @@ class OutboxProvider:
     def _sent_path(self, rfc822_message_id: str) -> Path:
         return self.root / sent_file_name(rfc822_message_id)
 
-    async def create_draft(self, message: EncodedMessage) -> str:
+    async def create_draft(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
         draft_id = uuid.uuid4().hex
         await asyncio.to_thread(_write_atomically, self._draft_path(draft_id), message.data)
         return draft_id
@@ -85,7 +85,7 @@ class OutboxProvider:
 
         return await asyncio.to_thread(move)
 
-    async def send(self, message: EncodedMessage) -> str:
+    async def send(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
         path = self._sent_path(message.message_id)
         await asyncio.to_thread(_write_atomically, path, message.data)
         return f"outbox:{path.name}"

@@ -64,6 +64,13 @@ class MessageRefused(Unprocessable):
     code, title = "message_refused", "The provider refused this message"
 
 
+class RecipientBounced(MessageRefused):
+    """The recipient's server refused the address or the message for good while we
+    delivered it (an SMTP 5xx at RCPT or DATA): nothing was delivered, and it is a bounce."""
+
+    code, title = "recipient_bounced", "The recipient's server refused the message"
+
+
 class DraftsNotSupported(Conflict):
     code, title = "drafts_not_supported", "This mailbox cannot hold drafts"
 
@@ -89,16 +96,19 @@ class MailProvider(Protocol):
     can_confirm_sends: bool  # find_sent can tell whether a message went out
     last_thread_id: str | None  # the thread of the last draft or message (Gmail only)
 
-    async def create_draft(self, message: EncodedMessage) -> str:
-        """Store the message as a draft; returns the draft id."""
+    async def create_draft(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
+        """Store the message as a draft (in Gmail's ``thread_id`` when given: a follow-up);
+        returns the draft id."""
         ...
 
     async def send_draft(self, draft_id: str) -> str:
         """Send a stored draft; returns the provider's message id."""
         ...
 
-    async def send(self, message: EncodedMessage) -> str:
-        """Send a message directly; returns the provider's message id."""
+    async def send(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
+        """Send a message directly (in Gmail's ``thread_id`` when given); returns the
+        provider's message id. Providers without threads ignore ``thread_id``: the
+        message's In-Reply-To and References thread it for the recipient."""
         ...
 
     async def find_sent(

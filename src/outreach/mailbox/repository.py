@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.models import Mailbox, MailboxProvider, MailboxStatus, User
+from outreach.mailbox.oauth import GMAIL_METADATA
+from outreach.models import Mailbox, MailboxMode, MailboxProvider, MailboxStatus, User
 
 
 def get_readable_statement(user: User) -> Select[Any]:
@@ -81,3 +82,17 @@ async def with_secrets(session: AsyncSession) -> list[Mailbox]:
         .with_for_update()
     )
     return list(rows.all())
+
+
+async def list_readable_gmail(session: AsyncSession) -> list[Mailbox]:
+    """Every active full-mode Gmail mailbox (the reply check filters on the scope)."""
+    rows = await session.scalars(
+        select(Mailbox)
+        .where(
+            Mailbox.provider == MailboxProvider.gmail,
+            Mailbox.mode == MailboxMode.full,
+            Mailbox.status == MailboxStatus.active,
+        )
+        .order_by(Mailbox.id)
+    )
+    return [m for m in rows.all() if GMAIL_METADATA in (m.granted_scopes or [])]

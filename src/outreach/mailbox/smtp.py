@@ -24,6 +24,7 @@ from outreach.mailbox.providers import (
     MailboxProfile,
     MessageRefused,
     NothingSent,
+    RecipientBounced,
     SendOutcomeUnknown,
     SendsNotConfirmable,
 )
@@ -44,6 +45,10 @@ class SmtpLoginFailed(Unprocessable):
 
 class SmtpSendFailed(MessageRefused):
     code, title = "smtp_send_failed", "The SMTP server refused the message"
+
+
+class SmtpBounced(SmtpSendFailed, RecipientBounced):
+    code, title = "smtp_bounced", "The SMTP server refused the recipient or the message (5xx)"
 
 
 class SmtpNotReached(NothingSent):
@@ -159,7 +164,7 @@ class SmtpProvider:
             address=self.address, provider=MailboxProvider.smtp, detail="SMTP login accepted"
         )
 
-    async def send(self, message: EncodedMessage) -> str:
+    async def send(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
         try:
             client = await self._connect()
         except (SmtpUnreachable, SmtpLoginFailed) as exc:
@@ -174,7 +179,12 @@ class SmtpProvider:
             refusal = f"the server refused the recipient: {exc}"
             if all(r.code < 500 for r in exc.recipients):
                 raise SmtpNotReached(f"{refusal} (temporarily)") from exc  # before DATA
-            raise SmtpSendFailed(refusal) from exc
+            raise SmtpBounced(refusal) from exc
+        except aiosmtplib.SMTPDataError as exc:
+            client.close()
+            if exc.code >= 500:
+                raise SmtpBounced(f"the server refused the message at DATA: {exc}") from exc
+            raise SendOutcomeUnknown(f"the server answered {exc.code}: {exc}") from exc
         except aiosmtplib.SMTPResponseException as exc:
             client.close()
             if exc.code >= 500:
@@ -185,10 +195,10 @@ class SmtpProvider:
             raise SendOutcomeUnknown(f"the SMTP session broke during the send: {exc}") from exc
         await _quit(client)
         if errors:
-            raise SmtpSendFailed(f"recipients refused: {sorted(errors)}")
+            raise SmtpBounced(f"recipients refused: {sorted(errors)}")
         return message.message_id
 
-    async def create_draft(self, message: EncodedMessage) -> str:
+    async def create_draft(self, message: EncodedMessage, *, thread_id: str | None = None) -> str:
         raise DraftsNotSupported("SMTP mailboxes send directly; they hold no drafts")
 
     async def send_draft(self, draft_id: str) -> str:

@@ -2,9 +2,16 @@
 
 from outreach.kit.db import Base
 from outreach.models.audit_log import AuditLog
-from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
+from outreach.models.campaign import (
+    Campaign,
+    CampaignStatus,
+    CampaignStep,
+    EmailStatus,
+    ScheduledEmail,
+)
 from outreach.models.credit_account import CreditAccount
 from outreach.models.domain_cache import DomainCache
+from outreach.models.email_event import EmailEvent, EmailEventKind, EmailEventSource
 from outreach.models.email_verification import (
     EmailVerification,
     VerificationJob,
@@ -46,8 +53,12 @@ __all__ = [
     "Base",
     "Campaign",
     "CampaignStatus",
+    "CampaignStep",
     "CreditAccount",
     "DomainCache",
+    "EmailEvent",
+    "EmailEventKind",
+    "EmailEventSource",
     "EmailStatus",
     "EmailVerification",
     "FailedJob",

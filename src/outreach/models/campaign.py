@@ -10,10 +10,13 @@ from sqlalchemy import (
     CheckConstraint,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -69,13 +72,41 @@ class Campaign(RecordModel):
     attach_resume: Mapped[bool] = mapped_column(default=False)
     resume_id: Mapped[uuid.UUID | None]
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Follow-ups through a mailbox that cannot read replies (SMTP, send-only Gmail)
+    # go out only when the user said so; an auto-reply stops the sequence only if asked.
+    followups_without_reply_detection: Mapped[bool] = mapped_column(
+        default=False, server_default=false()
+    )
+    stop_on_auto_reply: Mapped[bool] = mapped_column(default=False, server_default=false())
     paused_reason: Mapped[str | None] = mapped_column(String(300))
     scheduled_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class CampaignStep(RecordModel):
+    """A follow-up of a campaign: position 1..3 (the first email, step 0, is the campaign's
+    own template), sent ``delay_business_days`` after the previous step went out."""
+
+    __tablename__ = "campaign_steps"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "position"),
+        CheckConstraint("position BETWEEN 1 AND 3", name="position_range"),
+        CheckConstraint("delay_business_days BETWEEN 1 AND 14", name="delay_range"),
+    )
+
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("templates.id", ondelete="RESTRICT"))
+    template_version: Mapped[int | None]  # fixed when scheduled
+    delay_business_days: Mapped[int] = mapped_column(default=4)
+    use_own_subject: Mapped[bool] = mapped_column(default=False)  # else "Re: " + first subject
+
+
 class EmailStatus(enum.StrEnum):
+    waiting = "waiting"  # a follow-up whose previous step is not sent yet
     pending = "pending"  # planned, not yet prepared
     ready = "ready"  # Gmail draft created, or everything needed to send is stored
     awaiting_approval = "awaiting_approval"  # review mode
@@ -102,6 +133,7 @@ class ScheduledEmail(RecordModel):
     """One email of a campaign, from planning to its single final outcome."""
 
     __tablename__ = "scheduled_emails"
+    __table_args__ = (Index("ix_scheduled_emails_mailbox_thread", "mailbox_id", "thread_id"),)
 
     campaign_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
@@ -141,4 +173,12 @@ class ScheduledEmail(RecordModel):
     last_error: Mapped[str | None] = mapped_column(String(1000))
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
     refunded: Mapped[bool] = mapped_column(default=False)
+    # Follow-ups: the step (0 is the first email), the email it answers, and the
+    # threading headers it is written with (set when the previous step is sent).
+    step: Mapped[int] = mapped_column(default=0, server_default="0")
+    previous_email_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("scheduled_emails.id", ondelete="SET NULL"), index=True
+    )
+    in_reply_to: Mapped[str | None] = mapped_column(String(300))
+    reference_ids: Mapped[str | None] = mapped_column(Text)  # the References header's ids
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

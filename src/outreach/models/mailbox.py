@@ -76,4 +76,7 @@ class Mailbox(RecordModel):
     smtp_password_encrypted: Mapped[str | None] = mapped_column(Text)
     last_verified_at: Mapped[datetime | None]
     sending_deferred_until: Mapped[datetime | None]  # Gmail's dailyLimitExceeded
+    # Reply and bounce checking (full-mode Gmail): where users.history.list resumes.
+    history_id: Mapped[str | None] = mapped_column(String(30))
+    inbox_checked_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.campaign import replies
 from outreach.campaign.sending.rules import _ACTIVE, CLAIM_BATCH, LEASE, log
 from outreach.campaign.service import campaign_service
 from outreach.kit import metrics
 from outreach.kit.clock import utcnow
 from outreach.kit.db import Database
-from outreach.models import Mailbox, MailboxStatus
+from outreach.models import EmailEvent, Mailbox, MailboxStatus
 from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
 
 
@@ -86,7 +87,7 @@ async def claim_due_emails(
         .with_for_update(skip_locked=True, of=ScheduledEmail)
     )
     rows = list((await session.execute(due)).all())
-    ids = await _within_campaign_caps(session, mailbox, rows, now)
+    ids = await _without_stopped(session, await _within_campaign_caps(session, mailbox, rows, now))
     if not ids:
         return []
     await session.execute(
@@ -100,6 +101,30 @@ async def claim_due_emails(
         )
     )
     return ids
+
+
+async def _without_stopped(session: AsyncSession, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The claim never takes a follow-up whose recipient replied, bounced or unsubscribed:
+    a reply recorded while the follow-up was claimed could not cancel it, and a send that
+    sent nothing puts it back to ``ready``; it is cancelled and refunded here instead."""
+    stopped = (
+        select(EmailEvent.id)
+        .where(
+            EmailEvent.campaign_id == ScheduledEmail.campaign_id,
+            EmailEvent.recipient_address == ScheduledEmail.to_address,
+            EmailEvent.kind.in_(replies.STOPPING),
+        )
+        .exists()
+    )
+    if not ids:
+        return ids
+    followups = await session.scalars(
+        select(ScheduledEmail).where(ScheduledEmail.id.in_(ids), ScheduledEmail.step > 0, stopped)
+    )
+    stopped_emails = list(followups.all())
+    await replies.cancel_stopped(session, stopped_emails)
+    cancelled = {email.id for email in stopped_emails}
+    return [email_id for email_id in ids if email_id not in cancelled]
 
 
 async def _within_campaign_caps(

@@ -17,6 +17,7 @@ from outreach.campaign.sending.messages import build_mime, resume_attachment
 from outreach.campaign.sending.preparing import sweep_unprepared_emails
 from outreach.campaign.sending.recording import (
     SentRecorder,
+    _bounce,
     _complete_finished_campaigns,
     _fail,
     _finish_sent,
@@ -38,6 +39,7 @@ from outreach.mailbox.providers import (
     MailboxUnavailable,
     MailProvider,
     NothingSent,
+    RecipientBounced,
     SendOutcomeUnknown,
 )
 from outreach.mailbox.service import mailbox_service
@@ -62,7 +64,9 @@ async def _reconcile(
     found = await provider.find_sent(
         rfc822_message_id=email.rfc822_message_id,
         draft_id=email.draft_id,
-        thread_id=email.thread_id,
+        # A first email's thread holds only what we sent for it; a follow-up's thread
+        # holds the steps before it too, so a follow-up is found by its Message-ID.
+        thread_id=email.thread_id if email.step == 0 else None,
     )
     if found is not None:
         await _finish_sent(session, email, mailbox, found)
@@ -100,10 +104,13 @@ async def send_one(
                     message_id=email.rfc822_message_id,
                     sender=mailbox.address,
                     recipients=(email.to_address,),
-                ).dated(utcnow())
+                ).dated(utcnow()),
+                thread_id=email.thread_id,  # a follow-up: the thread of the step before
             )
         else:
-            message_id = await provider.send(build_mime(email, mailbox, attachment))
+            message_id = await provider.send(
+                build_mime(email, mailbox, attachment), thread_id=email.thread_id
+            )
     except SendOutcomeUnknown as exc:
         await _reconcile(session, email, mailbox, provider, str(exc))
         return
@@ -126,6 +133,9 @@ async def send_one(
         return
     except NothingSent as exc:  # nothing left the process: safe to send again later
         await retry_or_fail(session, email, mailbox, str(exc))
+        return
+    except RecipientBounced as exc:  # an SMTP 5xx at RCPT or DATA
+        await _bounce(session, email, mailbox, str(exc))
         return
     except AppError as exc:  # refused for good (MessageRefused) or not sendable at all
         await _fail(session, email, mailbox, str(exc))

@@ -40,7 +40,8 @@ async def resume_attachment(
 def build_mime(
     email: ScheduledEmail, mailbox: Mailbox, attachment: Attachment | None = None
 ) -> EncodedMessage:
-    """The exact message of ``email``, with our Message-ID and the unsubscribe headers."""
+    """The exact message of ``email``, with our Message-ID and the unsubscribe headers; a
+    follow-up answers the step before it (In-Reply-To, and References: the chain)."""
     settings = get_settings()
     token = make_unsubscribe_token(
         secret=settings.secret_key.get_secret_value(),
@@ -63,6 +64,8 @@ def build_mime(
             list_unsubscribe=tuple(links),
             one_click_unsubscribe=True,
             message_id=email.rfc822_message_id,
+            in_reply_to=email.in_reply_to,
+            references=tuple((email.reference_ids or "").split()),
             attachments=(attachment,) if attachment is not None else (),
         )
     )

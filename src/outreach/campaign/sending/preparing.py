@@ -128,8 +128,10 @@ async def _prepare_one(
         email.mime = message.data
         return _made_ready(email, campaign)
     try:
-        email.draft_id = await provider.create_draft(message)
-        email.thread_id = provider.last_thread_id
+        # A follow-up's draft goes in the thread of the step before it (set by the
+        # sequence job); Gmail answers with the thread it filed the draft in.
+        email.draft_id = await provider.create_draft(message, thread_id=email.thread_id)
+        email.thread_id = provider.last_thread_id or email.thread_id
     except MessageRefused as exc:  # this provider refuses this message for good
         await _fail(session, email, mailbox, str(exc))
         return _Prepared.ended

@@ -12,13 +12,21 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.campaign import replies
 from outreach.campaign.sending.rules import _ACTIVE, MIN_RETRY_DELAY, SEND_EMAIL_TASK, log
 from outreach.campaign.service import campaign_service
 from outreach.config import get_settings
 from outreach.kit import metrics
 from outreach.kit.clock import utcnow
 from outreach.kit.db import Database
-from outreach.models import FailedJob, Mailbox, MailboxProvider, User
+from outreach.models import (
+    EmailEventKind,
+    EmailEventSource,
+    FailedJob,
+    Mailbox,
+    MailboxProvider,
+    User,
+)
 from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
 from outreach.referral.service import ReferralTrigger, referral_service
 
@@ -83,6 +91,24 @@ async def _fail(session: AsyncSession, email: ScheduledEmail, mailbox: Mailbox, 
             attempts=email.attempts,
             retried_at=None,
         )
+    )
+
+
+async def _bounce(
+    session: AsyncSession, email: ScheduledEmail, mailbox: Mailbox, error: str
+) -> None:
+    """The recipient's server refused it at RCPT or DATA (an SMTP 5xx): failed and refunded
+    like any refusal (nothing was delivered), and recorded as a bounce at once, which
+    suppresses the address for this sender and cancels and refunds the recipient's later
+    steps (``replies.record_event``; each email's refund is keyed, so it happens once)."""
+    await _fail(session, email, mailbox, f"bounced: {error}")
+    await replies.record_event(
+        session,
+        email=email,
+        kind=EmailEventKind.bounced,
+        source=EmailEventSource.smtp,
+        dedupe_key="smtp",
+        detail=error,
     )
 
 
@@ -217,6 +243,7 @@ async def _complete_finished_campaigns(database: Database) -> None:
                 ScheduledEmail.campaign_id == Campaign.id,
                 ScheduledEmail.status.in_(
                     [
+                        EmailStatus.waiting,  # a follow-up still to come
                         EmailStatus.pending,
                         EmailStatus.ready,
                         EmailStatus.awaiting_approval,

@@ -4,7 +4,7 @@ Deletion looks audit rows up by actor (already indexed) and by target (the user 
 one of their things); without this index the target lookup read the whole table.
 
 Revision ID: 0a0d17a0de1e
-Revises: 20261206retry
+Revises: 20261206fups
 Create Date: 2026-12-06 21:00:00
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0a0d17a0de1e"
-down_revision: str | tuple[str, ...] | None = "20261206retry"
+down_revision: str | tuple[str, ...] | None = "20261206fups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
