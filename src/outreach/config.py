@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     gmail_max_retries: int = 4
     gmail_retry_base_seconds: float = 0.5
     gmail_timeout_seconds: float = 30.0
-    frontend_url: str | None = None  # None: the API's own /docs
+    frontend_url: str | None = None  # None: the web app's own /mailboxes page
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     allow_outbox_mailboxes: bool | None = None  # None: in development only
     outbox_path: Path = Path("var/outbox")
