@@ -16,7 +16,10 @@ from fastapi import FastAPI
 from outreach.app import create_app
 from outreach.config import Settings, use_settings
 from outreach.kit.db import Database
+from playwright.async_api import Page
+
 from tests.conftest import make_client
+from tests.web.browser import LiveServer, open_browser, serve
 
 GOOD = [
     ("ravi.kumar@acme.example", "Ravi", "Acme", "Engineering Manager"),
@@ -84,3 +87,17 @@ async def sign_in_page(client: httpx.AsyncClient, email: str = "asha.rao@example
     home = await client.get("/")
     assert home.status_code == 200, home.text
     return csrf_of(home)
+
+
+@pytest.fixture
+async def live_server(
+    web_settings: Settings, committing_database: Database
+) -> AsyncIterator[LiveServer]:
+    async for server in serve(web_settings, committing_database):
+        yield server
+
+
+@pytest.fixture
+async def page(live_server: LiveServer) -> AsyncIterator[Page]:
+    async for opened in open_browser():
+        yield opened

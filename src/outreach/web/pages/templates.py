@@ -81,7 +81,7 @@ async def create_template(
     async with refused_form("template_edit.html", {**context, "values": typed_values(form)}):
         data = parse_form(TemplateCreate, _content(form))
         template, _ = await template_service.create(session, user=user, data=data)
-    return see_other(f"/templates/{template.id}")
+    return see_other(_saved_url(template.id, form))
 
 
 @router.get("/templates/{template_id}")
@@ -121,7 +121,7 @@ async def update_template(
     async with refused_form("template_edit.html", context):
         data = parse_form(TemplateUpdate, _content(form))
         await template_service.update(session, template=template, data=data)
-    return see_other(f"/templates/{template.id}?notice=saved")
+    return see_other(_saved_url(template.id, form))
 
 
 @router.post("/templates-preview")
@@ -169,6 +169,12 @@ async def _row(
         return dict(SAMPLE_RECIPIENT), None, "a sample person (the list is empty)"
     person = items[-1]
     return recipient_fields(person), person.custom_fields, f"{person.email} (row {person.position})"
+
+
+def _saved_url(template_id: uuid.UUID, form: Any) -> str:
+    """The editor again, previewing the same list as before the save."""
+    list_id = as_uuid(form.get("list_id"))
+    return f"/templates/{template_id}?notice=saved" + (f"&list_id={list_id}" if list_id else "")
 
 
 def _content(form: Any) -> dict[str, Any]:
