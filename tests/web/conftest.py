@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from outreach.app import create_app
 from outreach.config import Settings, use_settings
@@ -54,7 +55,11 @@ TEMPLATE_BODY = (
 def web_settings(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     """The test settings, with the development outbox allowed (emails become files)."""
     changed = settings.model_copy(
-        update={"allow_outbox_mailboxes": True, "outbox_path": tmp_path / "outbox"}
+        update={
+            "allow_outbox_mailboxes": True,
+            "outbox_path": tmp_path / "outbox",
+            "gmail_client_secret": SecretStr("fake-gmail-client-secret"),
+        }
     )
     yield changed
     use_settings(settings)
