@@ -49,7 +49,6 @@ class LiveServer:
     settings: Settings
 
 
-
 async def serve(settings: Settings, database: Database) -> AsyncIterator[LiveServer]:
     """The whole app (lifespan included) behind uvicorn, until the test ends."""
     port = free_port()

@@ -12,13 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from playwright.async_api import Page
 from pydantic import SecretStr
 
 from outreach.app import create_app
 from outreach.config import Settings, use_settings
 from outreach.kit.db import Database
-from playwright.async_api import Page
-
 from tests.conftest import make_client
 from tests.web.browser import LiveServer, open_browser, serve
 

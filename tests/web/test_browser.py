@@ -34,7 +34,9 @@ SENDER = "asha.rao@example.com"
 PRICING = Pricing()
 
 
-async def sign_in(page: Page, server: LiveServer, email: str = SENDER, *, shot: bool = False) -> None:
+async def sign_in(
+    page: Page, server: LiveServer, email: str = SENDER, *, shot: bool = False
+) -> None:
     await page.goto(server.url + "/")
     await expect(page).to_have_url(re.compile(r"/sign-in"))
     if shot:
@@ -81,9 +83,7 @@ async def test_the_whole_journey_ends_with_six_emails_in_the_outbox(
     await page.get_by_label("Email text").fill(TEMPLATE_BODY)
     await page.get_by_label("List", exact=True).select_option(label="Data leads")
     # The live preview renders the unsaved text for the list's first row, footer included.
-    await expect(page.locator("#preview-subject")).to_have_text(
-        "Ravi, data engineering at Acme?"
-    )
+    await expect(page.locator("#preview-subject")).to_have_text("Ravi, data engineering at Acme?")
     await expect(page.locator("#preview-text")).to_contain_text("unsubscribe")
     await page.get_by_role("button", name="company", exact=True).click()
     await page.get_by_role("button", name="Save template").click()

@@ -154,7 +154,9 @@ async def test_sign_in_goes_back_to_the_page_asked_for_and_sign_out_ends_the_ses
     assert (await web_client.get("/")).status_code == 303
 
 
-async def test_a_bad_address_at_sign_in_is_shown_with_the_form(web_client: httpx.AsyncClient) -> None:
+async def test_a_bad_address_at_sign_in_is_shown_with_the_form(
+    web_client: httpx.AsyncClient,
+) -> None:
     response = await web_client.post("/sign-in/dev", data={"email": "not-an-address"})
     assert response.status_code == 422
     assert 'value="not-an-address"' in response.text
@@ -193,7 +195,8 @@ async def test_the_list_template_and_campaign_pages_render_with_data(
     )
     list_id, template_url = await upload_and_template(web_client, token)
     page = await web_client.get(f"/lists/{list_id}")
-    assert "Rows that were not imported" in page.text and "neha.at.acme.example" in page.text
+    assert "Rows that were not imported" in page.text
+    assert "neha.at.acme.example" in page.text
     editor = await web_client.get(template_url)
     assert 'id="preview-subject">Ravi, data engineering at Acme?<' in editor.text
     assert "unsubscribe here: http://testserver/u/" in editor.text  # the footer, as sent
@@ -208,10 +211,12 @@ async def test_the_list_template_and_campaign_pages_render_with_data(
     )
     assert created.status_code == 303, created.text
     review = await web_client.get(created.headers["location"])
-    assert 'id="to-send">6<' in review.text and 'id="cost">6<' in review.text
+    assert 'id="to-send">6<' in review.text
+    assert 'id="cost">6<' in review.text
     campaign_url = created.headers["location"].removesuffix("/review")
     page = await web_client.get(campaign_url)
-    assert page.status_code == 200 and 'id="campaign-status">draft<' in page.text
+    assert page.status_code == 200
+    assert 'id="campaign-status">draft<' in page.text
 
 
 async def test_the_live_preview_shows_a_template_problem_in_words(
@@ -257,8 +262,10 @@ async def test_the_resume_report_shows_the_score_bars_and_what_the_ats_saw(
     )
     assert analysed.status_code == 303, analysed.text
     report = await web_client.get("/resume")
-    assert 'id="report"' in report.text and "ATS report for Data Engineer" in report.text
-    assert 'class="bar"' in report.text and "What the ATS saw" in report.text
+    assert 'id="report"' in report.text
+    assert "ATS report for Data Engineer" in report.text
+    assert 'class="bar"' in report.text
+    assert "What the ATS saw" in report.text
     assert "asha-rao-resume.docx" in report.text  # the history
 
 
@@ -268,13 +275,15 @@ async def test_deleting_the_account_asks_first_then_deletes_and_signs_out(
     token = await sign_in_page(web_client)
     asked = await web_client.post("/settings/delete", data={"csrf_token": token})
     assert asked.status_code == 200
-    assert "Yes, delete my account" in asked.text and "your 20 credits" in asked.text
+    assert "Yes, delete my account" in asked.text
+    assert "your 20 credits" in asked.text
     confirm = re.search(r'name="confirm" value="([^"]+)"', asked.text)
     assert confirm is not None
     deleted = await web_client.post(
         "/settings/delete", data={"csrf_token": token, "confirm": confirm.group(1)}
     )
-    assert deleted.status_code == 303 and deleted.headers["location"] == "/sign-in?deleted=1"
+    assert deleted.status_code == 303
+    assert deleted.headers["location"] == "/sign-in?deleted=1"
     assert (await web_client.get("/")).status_code == 303
     emails = set(await session.scalars(select(User.email)))
     assert "asha.rao@example.com" not in emails  # erased, not just signed out

@@ -55,7 +55,7 @@ class FormInvalid(Unprocessable):
     code, title = "validation_error", "Please check the form"
 
 
-class FormRefused(Exception):  # noqa: N818 - a control-flow signal, not an error of ours
+class FormRefused(Exception):
     """A service refused a form. Raised out of the handler so the request's unit of
     work rolls back first; :class:`PageRoute` then shows the form again."""
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from outreach.auth import endpoints as auth_api
@@ -47,15 +47,17 @@ def _with_cookies(source: Response, target: RedirectResponse) -> RedirectRespons
 
 
 @router.get("/sign-in")
-async def sign_in_page(request: Request, next: str | None = None) -> Response:
+async def sign_in_page(
+    request: Request, target: Annotated[str | None, Query(alias="next")] = None
+) -> Response:
     settings = _settings(request)
     return render(
         request,
         "sign_in.html",
         {
-            "next": _safe_next(next),
+            "next": _safe_next(target),
             "dev_login": settings.dev_login_enabled,
-            "google_client_id": (settings.google_client_ids or [None])[0],
+            "google_client_id": next(iter(settings.google_client_ids), None),
         },
     )
 

@@ -24,7 +24,14 @@ from outreach.template.service import template_service
 from outreach.web.auth import FormUser, PageForm, PageUser
 from outreach.web.pages.account import credits_context
 from outreach.web.pages.common import first_page, page_router, viewer
-from outreach.web.rendering import FormInvalid, parse_form, refused_form, render, see_other, typed_values
+from outreach.web.rendering import (
+    FormInvalid,
+    parse_form,
+    refused_form,
+    render,
+    see_other,
+    typed_values,
+)
 
 router = page_router()
 EMAILS_SHOWN = 200
@@ -65,7 +72,9 @@ async def new_campaign(
     context = await _wizard_context(request, session, user)
     values: dict[str, Any] = {"list_id": str(list_id or ""), "window_start": "09:00"}
     values |= {"window_end": "17:00", "min_gap_minutes": "2", "company_cap": "2"}
-    return render(request, "campaign_new.html", {**context, "values": values, "days": [0, 1, 2, 3, 4]})
+    return render(
+        request, "campaign_new.html", {**context, "values": values, "days": [0, 1, 2, 3, 4]}
+    )
 
 
 @router.post("/campaigns")
@@ -73,7 +82,7 @@ async def create_campaign(
     request: Request, user: FormUser, session: SessionDep, form: PageForm
 ) -> Response:
     context = await _wizard_context(request, session, user)
-    days = [int(d) for d in form.getlist("window_days") if str(d).isdigit()]
+    days = [int(d) for d in form.getlist("window_days") if isinstance(d, str) and d.isdigit()]
     context |= {"values": typed_values(form), "days": days}
     async with refused_form("campaign_new.html", context):
         data = parse_form(CampaignCreate, _campaign_fields(form, days))
@@ -126,7 +135,9 @@ async def review_campaign(
     request: Request, campaign_id: uuid.UUID, user: PageUser, session: SessionDep
 ) -> Response:
     campaign = await campaign_service.get(session, user=user, campaign_id=campaign_id)
-    return render(request, "campaign_review.html", await _review_context(request, session, user, campaign))
+    return render(
+        request, "campaign_review.html", await _review_context(request, session, user, campaign)
+    )
 
 
 @router.post("/campaigns/{campaign_id}/schedule")

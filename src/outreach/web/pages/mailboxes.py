@@ -14,9 +14,9 @@ from outreach.models import MailboxMode, User
 from outreach.web.auth import FormUser, PageForm, PageUser
 from outreach.web.pages.common import first_page, page_router, viewer
 from outreach.web.rendering import (
+    FormInvalid,
     parse_form,
     refused_form,
-    FormInvalid,
     render,
     see_other,
     typed_values,
@@ -63,7 +63,9 @@ async def mailboxes_page(
 
 
 @router.post("/mailboxes/outbox")
-async def add_outbox(request: Request, user: FormUser, session: SessionDep, form: PageForm) -> Response:
+async def add_outbox(
+    request: Request, user: FormUser, session: SessionDep, form: PageForm
+) -> Response:
     context = {**await _context(request, session, user), "values": typed_values(form)}
     async with refused_form("mailboxes.html", context):
         data = parse_form(OutboxMailboxCreate, _fields(form, "address", "display_name", "timezone"))
@@ -72,11 +74,20 @@ async def add_outbox(request: Request, user: FormUser, session: SessionDep, form
 
 
 @router.post("/mailboxes/smtp")
-async def add_smtp(request: Request, user: FormUser, session: SessionDep, form: PageForm) -> Response:
+async def add_smtp(
+    request: Request, user: FormUser, session: SessionDep, form: PageForm
+) -> Response:
     context = {**await _context(request, session, user), "values": typed_values(form)}
     async with refused_form("mailboxes.html", context):
         fields = _fields(
-            form, "address", "display_name", "host", "port", "security", "username", "password",
+            form,
+            "address",
+            "display_name",
+            "host",
+            "port",
+            "security",
+            "username",
+            "password",
             "timezone",
         )
         if str(fields.get("port", "")).isdigit():

@@ -14,7 +14,14 @@ from outreach.resume.schemas import AnalysisOut, AnalyzeRequest, ResumeSummary, 
 from outreach.resume.service import ResumeNotFound, resume_service
 from outreach.web.auth import FormUser, PageForm, PageUser
 from outreach.web.pages.common import first_page, page_router, viewer
-from outreach.web.rendering import FormInvalid, parse_form, refused_form, render, see_other, typed_values
+from outreach.web.rendering import (
+    FormInvalid,
+    parse_form,
+    refused_form,
+    render,
+    see_other,
+    typed_values,
+)
 
 router = page_router()
 

@@ -12,7 +12,7 @@ from outreach.kit.db import SessionDep
 from outreach.referral import endpoints as referral_api
 from outreach.web.auth import FormUser, PageForm, PageUser
 from outreach.web.pages.common import page_router, viewer
-from outreach.web.rendering import see_other, refused_form, render
+from outreach.web.rendering import refused_form, render, see_other
 
 router = page_router()
 

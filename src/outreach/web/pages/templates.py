@@ -35,7 +35,7 @@ from outreach.web.rendering import (
 router = page_router()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Draft:
     """What the editor holds now, rendered before it is saved."""
 
@@ -163,7 +163,11 @@ async def _row(
     found = await list_service.get_list(session, user_id=user.id, list_id=list_id)
     row = int(values["row"]) if values.get("row", "").isdigit() else 1
     items, _ = await list_service.list_items(
-        session, recipient_list=found, limit=max(1, min(row, 200)), cursor=None, secret=secret(request)
+        session,
+        recipient_list=found,
+        limit=max(1, min(row, 200)),
+        cursor=None,
+        secret=secret(request),
     )
     if not items:
         return dict(SAMPLE_RECIPIENT), None, "a sample person (the list is empty)"
