@@ -197,6 +197,9 @@ async def test_the_list_template_and_campaign_pages_render_with_data(
     page = await web_client.get(f"/lists/{list_id}")
     assert "Rows that were not imported" in page.text
     assert "neha.at.acme.example" in page.text
+    # Verification says what it costs before anything is charged.
+    assert "costs up to <strong>6</strong> credits" in page.text
+    assert "You have 20." in page.text
     editor = await web_client.get(template_url)
     assert 'id="preview-subject">Ravi, data engineering at Acme?<' in editor.text
     assert "unsubscribe here: http://testserver/u/" in editor.text  # the footer, as sent

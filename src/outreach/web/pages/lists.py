@@ -8,12 +8,15 @@ from typing import Any, cast
 from fastapi import Request, Response, UploadFile
 from starlette.datastructures import UploadFile as FormFile
 
+from outreach.credits.pricing import pricing_from_settings
+from outreach.credits.service import credit_service
 from outreach.kit.db import SessionDep
-from outreach.models import ListKind, User
-from outreach.recipient.endpoints.common import list_out
+from outreach.models import ListKind, User, VerificationJobKind
+from outreach.recipient.endpoints.common import job_out, list_out
 from outreach.recipient.importing import import_service
 from outreach.recipient.lists import list_service
 from outreach.recipient.schemas import ImportErrorOut, RecipientOut
+from outreach.recipient.verification import verification_service
 from outreach.web.auth import FormUser, PageForm, PageUser
 from outreach.web.pages.common import first_page, page_router, viewer
 from outreach.web.rendering import FormInvalid, refused_form, render, see_other, typed_values
@@ -62,8 +65,39 @@ async def upload_list(
 
 @router.get("/lists/{list_id}")
 async def list_page(
-    request: Request, list_id: uuid.UUID, user: PageUser, session: SessionDep
+    request: Request,
+    list_id: uuid.UUID,
+    user: PageUser,
+    session: SessionDep,
+    job: uuid.UUID | None = None,
 ) -> Response:
+    return render(request, "list.html", await _list_context(request, session, user, list_id, job))
+
+
+@router.post("/lists/{list_id}/verify")
+async def verify_list(
+    request: Request, list_id: uuid.UUID, user: FormUser, session: SessionDep, form: PageForm
+) -> Response:
+    """Bulk verification after the cost was shown; the form's key makes a second click
+    the same job (the API's Idempotency-Key, carried by the form)."""
+    context = await _list_context(request, session, user, list_id, None)
+    async with refused_form("list.html", context):
+        key = form.get("verify_key")
+        if not isinstance(key, str) or not key:
+            raise FormInvalid("the form lost its key; reload the page and try again")
+        job = await verification_service.start_bulk(
+            session, user_id=user.id, list_id=list_id, emails=None, idempotency_key=key
+        )
+    return see_other(f"/lists/{list_id}?job={job.id}#verification")
+
+
+async def _list_context(
+    request: Request,
+    session: SessionDep,
+    user: User,
+    list_id: uuid.UUID,
+    job_id: uuid.UUID | None,
+) -> dict[str, Any]:
     found = await list_service.get_list(session, user_id=user.id, list_id=list_id)
     errors, more_errors = await list_service.list_errors(
         session, recipient_list=found, limit=ROWS_SHOWN, cursor=None, secret=secret(request)
@@ -71,15 +105,20 @@ async def list_page(
     items, more_items = await list_service.list_items(
         session, recipient_list=found, limit=ROWS_SHOWN, cursor=None, secret=secret(request)
     )
-    return render(
-        request,
-        "list.html",
-        {
-            "viewer": viewer(user),
-            "list": list_out(found, await list_service.count_recipients(session, list_id=found.id)),
-            "errors": [ImportErrorOut.model_validate(e) for e in errors],
-            "more_errors": more_errors is not None,
-            "items": [RecipientOut.model_validate(i) for i in items],
-            "more_items": more_items is not None,
-        },
-    )
+    job = None
+    if job_id is not None:
+        job = await verification_service.get_job(
+            session, user_id=user.id, job_id=job_id, kind=VerificationJobKind.verify.value
+        )
+    return {
+        "viewer": viewer(user),
+        "list": list_out(found, await list_service.count_recipients(session, list_id=found.id)),
+        "errors": [ImportErrorOut.model_validate(e) for e in errors],
+        "more_errors": more_errors is not None,
+        "items": [RecipientOut.model_validate(i) for i in items],
+        "more_items": more_items is not None,
+        "job": job_out(job) if job is not None else None,
+        "verify_key": f"web-verify:{uuid.uuid4()}",
+        "verify_price": pricing_from_settings(request.app.state.settings).verify_per_address,
+        "balance": await credit_service.get_balance(session, user_id=user.id),
+    }
