@@ -28,6 +28,7 @@ PAGES = [
     "/campaigns/new",
     "/credits",
     "/settings",
+    "/suppressions",
 ]
 FORMS = [
     "/sign-out",
@@ -41,6 +42,7 @@ FORMS = [
     "/templates-preview",
     "/campaigns",
     "/settings/delete",
+    "/suppressions",
 ]
 
 
@@ -290,3 +292,51 @@ async def test_deleting_the_account_asks_first_then_deletes_and_signs_out(
     assert (await web_client.get("/")).status_code == 303
     emails = set(await session.scalars(select(User.email)))
     assert "asha.rao@example.com" not in emails  # erased, not just signed out
+
+
+async def test_a_campaign_is_scheduled_paused_resumed_and_cancelled_from_its_page(
+    web_client: httpx.AsyncClient,
+) -> None:
+    token = await sign_in_page(web_client)
+    await web_client.post(
+        "/mailboxes/outbox", data={"csrf_token": token, "address": "asha.rao@example.com"}
+    )
+    await upload_and_template(web_client, token)
+    wizard = (await web_client.get("/campaigns/new")).text
+    chosen = {
+        name: re.search(rf'name="{name}">\s*<option value="([^"]+)"', wizard).group(1)  # type: ignore[union-attr]
+        for name in ("mailbox_id", "list_id", "template_id")
+    }
+    created = await web_client.post(
+        "/campaigns", data={"csrf_token": token, "name": "Leads", "window_days": "2", **chosen}
+    )
+    campaign_url = created.headers["location"].removesuffix("/review")
+    scheduled = await web_client.post(f"{campaign_url}/schedule", data={"csrf_token": token})
+    assert scheduled.headers["location"] == campaign_url
+    await wait_for_jobs()
+    for action, status in (("pause", "paused"), ("resume", "scheduled"), ("cancel", "cancelled")):
+        done = await web_client.post(f"{campaign_url}/{action}", data={"csrf_token": token})
+        assert done.status_code == 303, done.text
+        page = await web_client.get(campaign_url)
+        assert f'id="campaign-status">{status}<' in page.text
+    assert 'id="count-cancelled">6<' in page.text
+    home = await web_client.get("/")
+    assert 'id="balance">20<' in home.text  # the six credits came back
+    again = await web_client.post(f"{campaign_url}/resume", data={"csrf_token": token})
+    assert again.status_code == 409
+    assert "a cancelled campaign is not paused" in again.text
+
+
+async def test_a_suppression_is_added_shown_and_removed(web_client: httpx.AsyncClient) -> None:
+    token = await sign_in_page(web_client)
+    added = await web_client.post(
+        "/suppressions", data={"csrf_token": token, "value": "old.contact@globex.example"}
+    )
+    assert added.status_code == 303, added.text
+    page = await web_client.get("/suppressions")
+    assert "Remove old.contact@globex.example" in page.text
+    found = re.search(r'action="(/suppressions/[^"]+/remove)"', page.text)
+    assert found is not None
+    removed = await web_client.post(found.group(1), data={"csrf_token": token})
+    assert removed.status_code == 303
+    assert "old.contact@globex.example" not in (await web_client.get("/suppressions")).text

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from outreach.web.pages import account, campaigns, lists, mailboxes, resume, settings, templates
+from outreach.web.pages import (
+    account,
+    campaigns,
+    lists,
+    mailboxes,
+    resume,
+    settings,
+    suppressions,
+    templates,
+)
 from outreach.web.rendering import HERE
 
 
@@ -13,5 +22,6 @@ def install_web(app: FastAPI) -> None:
     """The pages live beside the API (same process, cookie and CSRF rules); they are
     not part of the OpenAPI document."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (account, mailboxes, resume, lists, templates, campaigns, settings):
+    pages = (account, mailboxes, resume, lists, suppressions, templates, campaigns, settings)
+    for module in pages:
         app.include_router(module.router)
