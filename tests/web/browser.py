@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page, async_playwright, expect
 
 from outreach.app import create_app
 from outreach.config import Settings
@@ -77,7 +77,9 @@ async def open_browser() -> AsyncIterator[Page]:
             executable_path=path, args=["--no-sandbox", "--disable-dev-shm-usage"]
         )
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(15_000)
+        # Generous waits: the suite shares two cores with other work; nothing here is timed.
+        context.set_default_timeout(30_000)
+        expect.set_options(timeout=30_000)
         page = await context.new_page()
         try:
             yield page
