@@ -6,7 +6,7 @@ UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 PYTEST_WORKERS ?= 2
 FUZZ_EXAMPLES ?= 100
 
-.PHONY: help ensure-uv sync run demo test lint format migrate migration bench fuzz clean
+.PHONY: help ensure-uv ensure-chromium sync run demo test lint format migrate migration bench fuzz clean
 
 help:
 	@echo "make run      set up and start the API on http://$(HOST):$(PORT) (embedded: SQLite, in-process jobs)"
@@ -33,7 +33,12 @@ run: sync .env
 demo: sync .env
 	$(UV) run outreach demo
 
-test: sync
+# The browser tests (tests/web) drive Debian's Chromium; as root it is installed when missing.
+ensure-chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+test: sync ensure-chromium
 	$(UV) run pytest -n $(PYTEST_WORKERS) -q
 
 # `make test` runs the same with a few examples per operation (tests/contract).

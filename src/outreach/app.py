@@ -35,6 +35,7 @@ from outreach.kit.storage import create_storage, set_storage
 from outreach.llm.service import llm_service
 from outreach.mailbox.http import close_google_http
 from outreach.payment.gateway import razorpay_clients
+from outreach.web import install_web
 
 log = get_logger("outreach.app")
 
@@ -145,5 +146,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(api_router(settings))
+    install_web(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

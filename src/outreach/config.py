@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     gmail_timeout_seconds: float = 30.0
     # Replies and bounces: how long after an email was sent its Gmail thread is watched.
     reply_tracking_days: int = 30
-    frontend_url: str | None = None  # None: the API's own /docs
+    frontend_url: str | None = None  # None: the web app's own /mailboxes page
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     allow_outbox_mailboxes: bool | None = None  # None: in development only
     outbox_path: Path = Path("var/outbox")

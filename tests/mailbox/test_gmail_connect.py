@@ -225,7 +225,7 @@ class TestCallbackRefusals:
                 await sign_in(client, "asha@example.com")
                 response = await connect_gmail(client, fake_google, scopes=["openid"])
         assert response.status_code == 303
-        assert response.headers["location"] == "http://testserver/docs?error=missing_scopes"
+        assert response.headers["location"] == "http://testserver/mailboxes?error=missing_scopes"
 
 
 class TestConnectModes:

@@ -150,7 +150,8 @@ async def connect_gmail(
 
 
 def _frontend_redirect(settings: Settings, **query: str) -> RedirectResponse:
-    target = settings.frontend_url or f"{settings.base_url.rstrip('/')}/docs"
+    # Without a separate front end, the web app's mailboxes page shows the outcome.
+    target = settings.frontend_url or f"{settings.base_url.rstrip('/')}/mailboxes"
     separator = "&" if "?" in target else "?"
     response = RedirectResponse(f"{target}{separator}{urlencode(query)}", status_code=303)
     response.delete_cookie(

@@ -1,0 +1,213 @@
+"""The web app in a real browser (Debian's Chromium through Playwright), against the
+app served by uvicorn: only what a person can click and type."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from playwright.async_api import Page, Route, expect
+
+from outreach.campaign.tasks import send_due_emails
+from outreach.credits.pricing import Pricing
+from outreach.kit.clock import Clock
+from outreach.kit.db import Database
+from outreach.mailbox.oauth import GMAIL_SEND
+from outreach.mailbox.schemas import OutboxMailboxCreate
+from outreach.mailbox.service import mailbox_service
+from outreach.models import Mailbox, MailboxMode, MailboxProvider, MailboxStatus
+from outreach.recipient.lists import list_service
+from outreach.recipient.schemas import RecipientCreate
+from outreach.template.schemas import TemplateCreate
+from outreach.template.service import template_service
+from tests.conftest import create_user
+from tests.web.browser import LiveServer, snap
+from tests.web.conftest import GOOD, TEMPLATE_BODY, TEMPLATE_SUBJECT, contacts_csv
+
+SENDER = "asha.rao@example.com"
+PRICING = Pricing()
+
+
+async def sign_in(
+    page: Page, server: LiveServer, email: str = SENDER, *, shot: bool = False
+) -> None:
+    await page.goto(server.url + "/")
+    await expect(page).to_have_url(re.compile(r"/sign-in"))
+    if shot:
+        await snap(page, "sign-in")
+    await page.get_by_label("Email address").fill(email)
+    await page.get_by_label("Your name (optional)").fill("Asha Rao")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible()
+
+
+async def upload_list(page: Page, tmp_path: Path) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_bytes(contacts_csv())
+    await page.get_by_role("link", name="Lists").click()
+    await page.get_by_label("File").set_input_files(leads)
+    await page.get_by_label("Name for the list (optional)").fill("Data leads")
+    await page.get_by_role("button", name="Upload").click()
+    await expect(page.locator("#list-status")).to_have_text("ready")
+
+
+async def test_the_whole_journey_ends_with_six_emails_in_the_outbox(
+    page: Page, live_server: LiveServer, frozen_clock: Clock, tmp_path: Path
+) -> None:
+    await sign_in(page, live_server, shot=True)
+    await expect(page.locator("#balance")).to_have_text("20")
+    await snap(page, "home")
+
+    await page.get_by_role("link", name="Mailboxes").click()
+    await page.locator("#o-address").fill(SENDER)
+    await page.locator("#o-display_name").fill("Asha Rao")
+    await page.get_by_role("button", name="Add outbox").click()
+    await expect(page.get_by_role("cell", name=re.compile("Outbox"))).to_be_visible()
+    await snap(page, "mailboxes")
+
+    await upload_list(page, tmp_path)
+    row_errors = page.locator("#row-errors")
+    await expect(row_errors).to_contain_text("neha.at.acme.example")
+    await snap(page, "list")
+
+    await page.get_by_role("link", name="Templates").click()
+    await page.get_by_role("link", name="New template").click()
+    await page.get_by_label("Template name").fill("Data intro")
+    await page.get_by_label("Subject").fill(TEMPLATE_SUBJECT)
+    await page.get_by_label("Email text").fill(TEMPLATE_BODY)
+    await page.get_by_label("List", exact=True).select_option(label="Data leads")
+    # The live preview renders the unsaved text for the list's first row, footer included.
+    await expect(page.locator("#preview-subject")).to_have_text("Ravi, data engineering at Acme?")
+    await expect(page.locator("#preview-text")).to_contain_text("unsubscribe")
+    await page.get_by_role("button", name="company", exact=True).click()
+    await page.get_by_role("button", name="Save template").click()
+    await expect(page.get_by_role("status")).to_contain_text("Saved")
+    await snap(page, "template")
+
+    await page.get_by_role("link", name="Campaigns").click()
+    await page.get_by_role("link", name="New campaign").click()
+    await page.get_by_label("Campaign name").fill("Data engineering leads")
+    await page.get_by_label("Minutes between two emails").fill("0")
+    await snap(page, "campaign-new")
+    await page.get_by_role("button", name="Preview the campaign").click()
+    await expect(page.locator("#to-send")).to_have_text("6")
+    await expect(page.locator("#cost")).to_have_text("6")
+    await snap(page, "campaign-review")
+    await page.get_by_role("button", name="Schedule 6 emails for 6 credits").click()
+    await expect(page.locator("#count-pending")).to_have_text("0")
+    await expect(page.locator("#count-ready")).to_have_text("6")
+
+    outbox = live_server.settings.outbox_path
+    for _ in range(30):  # the scheduler's send tick, moving the clock as time would
+        await send_due_emails()
+        if len(list(outbox.glob("*/*.eml"))) >= 6:
+            break
+        frozen_clock.freeze(frozen_clock.now() + timedelta(minutes=5))
+    await page.reload()
+    await expect(page.locator("#count-sent")).to_have_text("6")
+    await snap(page, "campaign")
+
+    files = sorted(outbox.glob("*/*.eml"))
+    assert len(files) == 6
+    messages = [BytesParser(policy=policy.strict).parsebytes(f.read_bytes()) for f in files]
+    assert sorted(m["To"].addresses[0].addr_spec for m in messages) == sorted(g[0] for g in GOOD)
+    for message in messages:
+        assert message["From"].addresses[0].addr_spec == SENDER
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    await page.get_by_role("link", name="Home").click()
+    await expect(page.locator("#balance")).to_have_text("14")
+
+
+async def test_a_revoked_mailbox_is_shown_and_reconnect_goes_to_google(
+    page: Page, live_server: LiveServer, committing_database: Database
+) -> None:
+    async with committing_database.session() as session:
+        user = await create_user(session, SENDER, balance=20)
+        session.add(
+            Mailbox(
+                user_id=user.id,
+                provider=MailboxProvider.gmail,
+                mode=MailboxMode.send_only,
+                address="asha.rao@gmail.example",
+                status=MailboxStatus.revoked,
+                status_reason="access was withdrawn in your Google account",
+                granted_scopes=[],
+            )
+        )
+    consent: list[str] = []
+
+    async def google(route: Route) -> None:
+        consent.append(route.request.url)
+        await route.fulfill(body="<title>Google</title>Choose an account", content_type="text/html")
+
+    await page.route("https://accounts.google.com/**", google)
+    await sign_in(page, live_server)
+    await page.get_by_role("link", name="Mailboxes").click()
+    row = page.get_by_role("row", name=re.compile("asha.rao@gmail.example"))
+    await expect(row).to_contain_text("revoked")
+    await expect(row).to_contain_text("access was withdrawn in your Google account")
+    await snap(page, "mailboxes-revoked")
+    await row.get_by_role("button", name="Reconnect asha.rao@gmail.example").click()
+    await expect(page).to_have_title("Google")
+    (asked,) = [url for url in consent if "/o/oauth2/" in url]  # not the sign-in button's
+    query = parse_qs(urlsplit(asked).query)
+    assert query["scope"][0].split() == ["openid", "email", GMAIL_SEND]  # send-only again
+    assert query["state"][0]
+    assert query["redirect_uri"] == [live_server.url + "/v1/gmail/callback"]
+
+
+async def test_a_list_with_bad_rows_shows_them_and_offers_them_for_download(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
+    await sign_in(page, live_server)
+    await upload_list(page, tmp_path)
+    errors = page.locator("#row-errors")
+    await expect(errors.get_by_role("row").nth(1)).to_contain_text("5")
+    await expect(errors).to_contain_text("neha.at.acme.example")
+    await expect(page.get_by_role("listitem").filter(has_text="invalid rows")).to_contain_text("1")
+    async with page.expect_download() as download_info:
+        await page.get_by_role("link", name="Download the row errors (CSV)").click()
+    download = await download_info.value
+    saved = tmp_path / "errors.csv"
+    await download.save_as(saved)
+    rows = list(csv.reader(io.StringIO(saved.read_text())))
+    assert rows[1][0] == "5"
+    assert "neha.at.acme.example" in rows[1]
+
+
+async def test_scheduling_without_enough_credits_shows_the_shortfall_and_the_packs(
+    page: Page, live_server: LiveServer, committing_database: Database
+) -> None:
+    async with committing_database.session() as session:
+        user = await create_user(session, SENDER, balance=2)
+        await mailbox_service.create_outbox_mailbox(
+            session, user=user, data=OutboxMailboxCreate(address=SENDER)
+        )
+        leads = await list_service.create_list(session, user_id=user.id, name="Data leads")
+        people = [RecipientCreate(email=g[0], first_name=g[1], company=g[2]) for g in GOOD]
+        await list_service.add_recipients(session, recipient_list=leads, items=people)
+        await template_service.create(
+            session,
+            user=user,
+            data=TemplateCreate(name="Intro", subject=TEMPLATE_SUBJECT, body_text=TEMPLATE_BODY),
+        )
+    await sign_in(page, live_server)
+    await page.goto(live_server.url + "/campaigns/new")
+    await page.get_by_label("Campaign name").fill("Too many for my credits")
+    await page.get_by_role("button", name="Preview the campaign").click()
+    await expect(page.locator("#cost")).to_have_text("6")
+    await page.get_by_role("button", name="Schedule 6 emails for 6 credits").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Not enough credits")
+    await expect(page.locator("#shortfall")).to_contain_text("You are 4 credits short")
+    packs = page.locator("#packs")
+    await expect(packs).to_contain_text("Payments are off")
+    await expect(packs.get_by_role("listitem")).to_have_count(len(PRICING.packs))
+    await snap(page, "schedule-short")
+    await page.get_by_role("link", name="Home").click()
+    await expect(page.locator("#balance")).to_have_text("2")  # nothing was charged
