@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 
-from outreach.auth.dependencies import CSRF_COOKIE
+from outreach.auth.dependencies import request_csrf_token
 from outreach.kit.errors import AppError, FieldError, Problem, Unauthorized, Unprocessable
 from outreach.kit.routing import ApiRoute
 
@@ -68,7 +68,7 @@ class FormRefused(Exception):
 
 def csrf_token(request: Request) -> str:
     """The value a page puts in its forms: the one the API expects in ``X-CSRF-Token``."""
-    return request.cookies.get(CSRF_COOKIE, "")
+    return request_csrf_token(request)
 
 
 def typed_values(form: Mapping[str, Any]) -> dict[str, str]:
