@@ -15,7 +15,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import JSON, DateTime, MetaData, event, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    FromClause,
+    MetaData,
+    bindparam,
+    column,
+    event,
+    func,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection, Dialect, ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -142,6 +154,26 @@ def dialect_insert(session: AsyncSession) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def json_rows(session: AsyncSession, rows: list[dict[str, Any]], **columns: Any) -> FromClause:
+    """``rows`` as a table to join in one statement (``UPDATE … FROM``), sent as a
+    single JSON parameter rather than a parameter per value: a batch of results costs
+    one statement and one bound value. ``columns`` names each key and its type."""
+    document = bindparam(None, rows, type_=JSON)
+    if session.get_bind().dialect.name == "postgresql":
+        return (
+            func.json_to_recordset(document)
+            .table_valued(*(column(name, kind) for name, kind in columns.items()))
+            .render_derived(with_types=True)
+        )
+    each = func.json_each(document).table_valued("value")
+    return select(
+        *(
+            type_coerce(func.json_extract(each.c.value, f"$.{name}"), kind).label(name)
+            for name, kind in columns.items()
+        )
+    ).subquery()
 
 
 class Database:
