@@ -18,7 +18,6 @@ from fastapi import Depends, Request
 from sqlalchemy import (
     JSON,
     DateTime,
-    FromClause,
     MetaData,
     bindparam,
     column,
@@ -38,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from outreach.config import Settings
@@ -156,24 +156,31 @@ def dialect_insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-def json_rows(session: AsyncSession, rows: list[dict[str, Any]], **columns: Any) -> FromClause:
+def json_rows(
+    session: AsyncSession, rows: list[dict[str, Any]], **columns: Any
+) -> dict[str, ColumnElement[Any]]:
     """``rows`` as a table to join in one statement (``UPDATE … FROM``), sent as a
-    single JSON parameter rather than a parameter per value: a batch of results costs
-    one statement and one bound value. ``columns`` names each key and its type."""
+    single JSON parameter rather than one parameter per value, so a batch costs one
+    statement and one bound value. ``columns`` names each key and its type; the result
+    maps each name to its column."""
     document = bindparam(None, rows, type_=JSON)
     if session.get_bind().dialect.name == "postgresql":
-        return (
+        table = (
             func.json_to_recordset(document)
             .table_valued(*(column(name, kind) for name, kind in columns.items()))
             .render_derived(with_types=True)
         )
+        return {name: table.c[name] for name in columns}
     each = func.json_each(document).table_valued("value")
-    return select(
-        *(
-            type_coerce(func.json_extract(each.c.value, f"$.{name}"), kind).label(name)
-            for name, kind in columns.items()
-        )
-    ).subquery()
+    fields = [
+        type_coerce(func.json_extract(each.c.value, f"$.{name}"), kind).label(name)
+        for name, kind in columns.items()
+    ]
+    # ORDER BY keeps SQLite from flattening the subquery into the join: the document
+    # is read once, and each row finds its target through the target's index (the
+    # flattened join reads the whole document again for every target row).
+    ordered = select(*fields).order_by(fields[0]).subquery()
+    return {name: ordered.c[name] for name in columns}
 
 
 class Database:

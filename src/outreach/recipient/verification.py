@@ -239,11 +239,11 @@ class VerificationService:
             rows = json_rows(session, results, **_RESULT_COLUMNS)
             await session.execute(
                 update(_verifications)
-                .where(_verifications.c.job_id == job_id, _verifications.c.email == rows.c.email)
+                .where(_verifications.c.job_id == job_id, _verifications.c.email == rows["email"])
                 .values(
-                    status=rows.c.status,
-                    reasons=rows.c.reasons,
-                    details=rows.c.details,
+                    status=rows["status"],
+                    reasons=rows["reasons"],
+                    details=rows["details"],
                     verified_at=now,
                 )
             )
@@ -281,10 +281,10 @@ class VerificationService:
         rows = json_rows(session, results, **_RESULT_COLUMNS)
         await session.execute(
             update(Recipient)
-            .where(Recipient.user_id == user_id, Recipient.email == rows.c.email)
+            .where(Recipient.user_id == user_id, Recipient.email == rows["email"])
             .values(
-                verification_status=rows.c.status,
-                verification_reasons=rows.c.reasons,
+                verification_status=rows["status"],
+                verification_reasons=rows["reasons"],
                 verified_at=now,
             )
             .execution_options(synchronize_session=False)

@@ -99,6 +99,10 @@ async def run_verification_job(database: Database, *, job_id: uuid.UUID) -> dict
             start={"job_id": str(job_id)},
             context=context,
             max_steps=batches + 10,  # start, settle, and a step adopting the job's position
+            # A batch's checkpoint is written while the next batch runs: should the
+            # process die first, the resumed step finds the job row ahead of its state
+            # and adopts the row's position (no batch is checked or stored twice).
+            durability="async",
         )
     finally:
         context.run.close()
