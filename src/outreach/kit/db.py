@@ -8,6 +8,7 @@ request carrying the same idempotency key waits for the first and replays.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,7 +20,9 @@ from sqlalchemy import (
     JSON,
     DateTime,
     MetaData,
+    String,
     bindparam,
+    cast,
     column,
     event,
     func,
@@ -162,11 +165,13 @@ def json_rows(
     """``rows`` as a table to join in one statement (``UPDATE … FROM``), sent as a
     single JSON parameter rather than one parameter per value, so a batch costs one
     statement and one bound value. ``columns`` names each key and its type; the result
-    maps each name to its column."""
-    document = bindparam(None, rows, type_=JSON)
+    maps each name to its column (use them in more than one statement: the document is
+    serialised once)."""
+    # Serialised here, once: statements sharing these columns bind the same text.
+    document: ColumnElement[Any] = bindparam(None, json.dumps(rows), type_=String)
     if session.get_bind().dialect.name == "postgresql":
         table = (
-            func.json_to_recordset(document)
+            func.json_to_recordset(cast(document, JSON))
             .table_valued(*(column(name, kind) for name, kind in columns.items()))
             .render_derived(with_types=True)
         )

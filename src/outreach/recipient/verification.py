@@ -51,6 +51,13 @@ from outreach.recipient.suppression import SuppressionEntry, suppression_service
 log = get_logger("outreach.recipient.verify")
 VERIFY_JOB = "recipient.verify_bulk"
 _verifications = cast(Table, EmailVerification.__table__)
+# What DNS says that settles the verdict (any other status: the domain takes mail)
+_DNS_VERDICTS = {
+    dns_module.NOT_FOUND: ("undeliverable", "domain_not_found"),
+    dns_module.NO_MAIL: ("undeliverable", "no_mx"),
+    dns_module.NULL_MX: ("undeliverable", "null_mx"),
+    dns_module.ERROR: ("unknown", "dns_error"),
+}
 # A result as it travels to the database (record_results)
 _RESULT_COLUMNS = {"email": String(), "status": String(), "reasons": JSON(), "details": JSON()}
 
@@ -147,32 +154,22 @@ class VerificationService:
 
     def classify(self, address: Address, info: DomainInfo | None) -> Outcome:
         """The verdict from what is known without talking to the mail server."""
-        outcome = Outcome(address.email, address.domain, "deliverable")
-        details = outcome.details
-        reasons = outcome.reasons
-        if info is not None:
-            details["mx_hosts"] = info.mx_hosts[:5]
-        if is_disposable(address.domain):
+        verdict = _DNS_VERDICTS.get(info.status if info is not None else dns_module.ERROR)
+        if verdict is None and info is not None:
+            reasons = ["mx_found" if info.mx_hosts else "a_record_fallback"]
+        else:
+            reasons = [verdict[1] if verdict else "dns_error"]
+        disposable = is_disposable(address.domain)
+        role = is_role_account(address.local)
+        if disposable:
             reasons.append("disposable_domain")
-        if is_role_account(address.local):
+        if role:
             reasons.append("role_account")
         if is_free_mail(address.domain):
             reasons.append("free_mail_provider")
-        dns_verdicts = {
-            dns_module.NOT_FOUND: ("undeliverable", "domain_not_found"),
-            dns_module.NO_MAIL: ("undeliverable", "no_mx"),
-            dns_module.NULL_MX: ("undeliverable", "null_mx"),
-            dns_module.ERROR: ("unknown", "dns_error"),
-        }
-        if info is None or info.status in dns_verdicts:
-            status, reason = dns_verdicts[info.status if info else dns_module.ERROR]
-            outcome.status = status
-            reasons.insert(0, reason)
-            return outcome
-        reasons.insert(0, "mx_found" if info.mx_hosts else "a_record_fallback")
-        if "disposable_domain" in reasons or "role_account" in reasons:
-            outcome.status = "risky"
-        return outcome
+        status = verdict[0] if verdict else ("risky" if disposable or role else "deliverable")
+        details = {"mx_hosts": info.mx_hosts[:5]} if info is not None else {}
+        return Outcome(address.email, address.domain, status, reasons, details)
 
     async def probe(self, prober: SmtpProber, outcome: Outcome, info: DomainInfo) -> Outcome:
         """Refine a mail-capable outcome with an SMTP RCPT probe (jobs only, when enabled)."""
@@ -230,13 +227,18 @@ class VerificationService:
         """Store results (a job's pending rows, else new rows; the user's recipients) and
         suppress undeliverable and disposable addresses for the user. A batch costs a
         few statements whatever its size: the results travel as one JSON value."""
+        if not outcomes:
+            return
         now = utcnow()
-        results = [
-            {"email": o.email, "status": o.status, "reasons": o.reasons, "details": o.details}
-            for o in outcomes
-        ]
-        if results and job_id is not None:
-            rows = json_rows(session, results, **_RESULT_COLUMNS)
+        rows = json_rows(
+            session,
+            [
+                {"email": o.email, "status": o.status, "reasons": o.reasons, "details": o.details}
+                for o in outcomes
+            ],
+            **_RESULT_COLUMNS,
+        )
+        if job_id is not None:
             await session.execute(
                 update(_verifications)
                 .where(_verifications.c.job_id == job_id, _verifications.c.email == rows["email"])
@@ -247,17 +249,46 @@ class VerificationService:
                     verified_at=now,
                 )
             )
-        elif results:
-            await session.execute(
-                _verifications.insert(),
-                [
-                    {"id": uuid.uuid4(), "created_at": now, "user_id": user_id, "job_id": None}
-                    | result
-                    | {"domain": o.domain, "verified_at": now}
-                    for o, result in zip(outcomes, results, strict=True)
-                ],
+        else:
+            await self._insert_results(session, user_id=user_id, outcomes=outcomes, now=now)
+        await session.execute(
+            update(Recipient)
+            .where(Recipient.user_id == user_id, Recipient.email == rows["email"])
+            .values(
+                verification_status=rows["status"],
+                verification_reasons=rows["reasons"],
+                verified_at=now,
             )
-        await self._update_recipients(session, user_id=user_id, results=results, now=now)
+            .execution_options(synchronize_session=False)
+        )
+        await self._suppress(session, user_id=user_id, outcomes=outcomes)
+
+    async def _insert_results(
+        self, session: AsyncSession, *, user_id: uuid.UUID, outcomes: list[Outcome], now: Any
+    ) -> None:
+        """Results outside an inline job (single checks, list jobs): new rows."""
+        await session.execute(
+            _verifications.insert(),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "created_at": now,
+                    "user_id": user_id,
+                    "job_id": None,
+                    "email": o.email,
+                    "domain": o.domain,
+                    "status": o.status,
+                    "reasons": o.reasons,
+                    "details": o.details,
+                    "verified_at": now,
+                }
+                for o in outcomes
+            ],
+        )
+
+    async def _suppress(
+        self, session: AsyncSession, *, user_id: uuid.UUID, outcomes: list[Outcome]
+    ) -> None:
         entries = [
             SuppressionEntry(
                 "email",
@@ -271,23 +302,6 @@ class VerificationService:
         ]
         await suppression_service.add_many(
             session, user_id=user_id, entries=entries, source="verification"
-        )
-
-    async def _update_recipients(
-        self, session: AsyncSession, *, user_id: uuid.UUID, results: list[dict[str, Any]], now: Any
-    ) -> None:
-        if not results:
-            return
-        rows = json_rows(session, results, **_RESULT_COLUMNS)
-        await session.execute(
-            update(Recipient)
-            .where(Recipient.user_id == user_id, Recipient.email == rows["email"])
-            .values(
-                verification_status=rows["status"],
-                verification_reasons=rows["reasons"],
-                verified_at=now,
-            )
-            .execution_options(synchronize_session=False)
         )
 
     # Single address -------------------------------------------------------------
