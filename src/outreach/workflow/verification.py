@@ -2,11 +2,11 @@
 
 Each ``verify_batch`` step checks one batch (``OUTREACH_VERIFY_BATCH_SIZE``
 addresses) and stores its results and the job's new position in one
-transaction; the checkpoint after the step records the same position. A run
-that crashed resumes at the next batch: finished batches are neither checked
-nor written again. Should the crash fall between a batch's commit and its
-checkpoint, the step finds the job row ahead of its state and takes the row's
-position instead of checking the batch again. Credits are charged once when
+transaction; the checkpoint after the step, written while the next step runs,
+records the same position. A run that crashed resumes at the next batch:
+finished batches are neither checked nor written again. Should the crash fall
+between a batch's commit and its checkpoint, the step finds the job row ahead
+of its state and takes the row's position instead of checking the batch again. Credits are charged once when
 the job is created and refunded once in ``settle`` under the job's ledger key,
 so a replayed step can never charge or refund twice.
 """
