@@ -7,10 +7,12 @@ Baseline, same run, same DNS server (tests/fakes/dns.py, dnslib on 127.0.0.1):
 1,000 bare concurrent ``resolver.resolve(domain, "MX")`` calls through the same
 dnspython resolver, bounded by the same ``OUTREACH_DNS_CONCURRENCY``.
 
-Targets: at most 1,000 DNS queries received by the server for the project's run,
-and project job time / baseline time <= 2. Prints PASS or FAIL.
+After a warm-up of each, rounds (3 by default) alternate baseline and project, each
+round on new domain names so that no cache answers; the verdict compares medians.
+Targets: at most 1,000 DNS queries received by the server in any project round,
+and median project job time / median baseline time <= 2. Prints PASS or FAIL.
 
-    uv run python bench/recipient_verify.py [--emails 10000] [--domains 1000]
+    uv run python bench/recipient_verify.py [--emails 10000] [--domains 1000] [--rounds 3]
 
 Database: a SQLite file in a temporary folder, or a fresh PostgreSQL database when
 ``OUTREACH_TEST_DATABASE_URL`` is set or ``--postgres`` is given (bench/_common.py).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import statistics
 import sys
 import tempfile
 import time
@@ -122,6 +125,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--emails", type=int, default=10_000)
     parser.add_argument("--domains", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3)
     add_database_options(parser)
     args = parser.parse_args()
     async with fresh_database("verify", postgres=args.postgres) as url:
@@ -147,26 +151,37 @@ async def run(args: argparse.Namespace, url: str) -> int:
     use_settings(settings)
     await asyncio.to_thread(upgrade, url)
     database = Database(create_engine(url))
-    emails = [f"person{i}@d{i % args.domains}.bench.test" for i in range(args.emails)]
     try:
         warm = [f"warm{i}.bench.test" for i in range(50)]
         await baseline(settings, warm)
-        base = await baseline(settings, [f"b{i}.bench.test" for i in range(args.domains)])
-        _ask(ours, "reset")
-        setup, job_time, job = await project(database, emails)
-        queries = _ask(ours, "count")
+        await project(database, [f"person{i}@w{i % 50}.bench.test" for i in range(500)])
+        bases, jobs, queries = [], [], []
+        for number in range(args.rounds):
+            # Fresh names every round: nothing is in the resolver's or our cache.
+            suffix = f"r{number}.bench.test"
+            bases.append(await baseline(settings, [f"b{i}.{suffix}" for i in range(args.domains)]))
+            _ask(ours, "reset")
+            emails = [f"person{i}@d{i % args.domains}.{suffix}" for i in range(args.emails)]
+            setup, job_time, job = await project(database, emails)
+            queries.append(_ask(ours, "count"))
+            jobs.append(job_time)
+            assert job.status == "completed", job.status
+            assert job.done == args.emails, job.done
+            print(
+                f"round {number + 1}: baseline {bases[-1]:.2f}s, job {job_time:.2f}s "
+                f"(queue {setup:.2f}s), ratio {job_time / bases[-1]:.2f}, "
+                f"{queries[-1]} DNS queries, {job.counts}"
+            )
     finally:
         await database.dispose()
         _ask(ours, "stop")
         server.join(5)
-    assert job.status == "completed", job.status
-    assert job.done == args.emails, job.done
+    base, job_time = statistics.median(bases), statistics.median(jobs)
     ratio = job_time / base
     print(f"addresses: {args.emails}  domains: {args.domains}  database: {url.split(':')[0]}")
-    print(f"baseline ({args.domains} bare concurrent MX lookups): {base:.2f}s")
-    print(f"project: queue {setup:.2f}s (charge + store addresses), job {job_time:.2f}s")
-    print(f"job / baseline: {ratio:.2f}   DNS queries received: {queries}")
-    print(f"results: {job.counts}")
+    print(f"baseline ({args.domains} bare concurrent MX lookups), median: {base:.2f}s")
+    print(f"project job, median of {args.rounds}: {job_time:.2f}s")
+    print(f"job / baseline: {ratio:.2f}   DNS queries received, most in a round: {max(queries)}")
     database = database_label(url)
     return exit_code(
         report(
@@ -181,7 +196,7 @@ async def run(args: argparse.Namespace, url: str) -> int:
         report(
             "recipient_verify",
             f"DNS queries for {args.domains:,} domains",
-            ours=queries,
+            ours=max(queries),
             unit="queries",
             target=Target("<=", args.domains, on="ours"),
             database=database,

@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     dns_negative_cache_ttl_seconds: int = 3600
     verify_cache_ttl_hours: int = 7 * 24  # a repeat single verify within this is free
     verify_bulk_max_emails: int = 10_000
-    verify_batch_size: int = 500
+    verify_batch_size: int = 1000  # a batch is one step: one checkpoint, a few statements
     smtp_probe_enabled: bool = False  # RCPT probe from jobs only; port 25 is often blocked
     smtp_probe_port: int = 25
     smtp_probe_helo: str = "localhost"

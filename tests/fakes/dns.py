@@ -6,6 +6,7 @@ Zones are plain dicts that tests change between queries::
     fake_dns.add_a("example.com", "127.0.0.1")
     fake_dns.add_null_mx("nomail.test")
     fake_dns.fail("broken.test")      # SERVFAIL, so the resolver reports an error
+    fake_dns.drop("silent.test")      # never answered, so the resolver times out
 
 Names not in the zone answer NXDOMAIN, unless ``wildcard_mx`` is set (any name
 ending in it gets an MX record): benchmarks use that for thousands of domains.
@@ -19,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from dnslib import AAAA, MX, QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import AAAA, MX, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 
@@ -27,6 +28,7 @@ class FakeDNS(BaseResolver):  # type: ignore[misc]
     def __init__(self) -> None:
         self.records: dict[str, dict[str, list[object]]] = {}
         self.failing: set[str] = set()
+        self.dropping: set[str] = set()
         self.wildcard_mx: str | None = None
         self.queries: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
@@ -55,9 +57,13 @@ class FakeDNS(BaseResolver):  # type: ignore[misc]
     def fail(self, name: str) -> None:
         self.failing.add(name.lower())
 
+    def drop(self, name: str) -> None:
+        self.dropping.add(name.lower())
+
     def reset(self) -> None:
         self.records.clear()
         self.failing.clear()
+        self.dropping.clear()
         self.wildcard_mx = None
         self.queries.clear()
 
@@ -72,6 +78,8 @@ class FakeDNS(BaseResolver):  # type: ignore[misc]
         qtype = QTYPE[request.q.qtype]
         with self._lock:
             self.queries[(name, qtype)] += 1
+        if name in self.dropping:
+            raise DNSError(f"dropping {name}")  # dnslib's handler then sends nothing
         if name in self.failing:
             reply.header.rcode = RCODE.SERVFAIL
             return reply

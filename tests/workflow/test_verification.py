@@ -258,3 +258,38 @@ async def test_the_job_retried_after_a_crash_resumes_through_the_broker(
     failed = await session.scalar(select(func.count()).select_from(FailedJob))
     assert failed == 0  # the retry finished the job
     await assert_finished_exactly_once(session, user, uuid.UUID(job["id"]), balance_before=20)
+
+
+async def test_a_lookup_that_times_out_and_a_malformed_row_never_stall_the_batch(
+    run_settings: Settings, zone: FakeDNS, database: Database, session: AsyncSession
+) -> None:
+    # Batches of 3 in address order: the silent domain and the malformed row share
+    # batches with good addresses, and addresses follow them.
+    zone.drop("silent.test")
+    emails = [*EMAILS[:6], "b@silent.test", "@@not an address", *EMAILS[6:14]]
+    user = await create_user(session, "ada@example.com", balance=40)
+    job = await verification_service.start_bulk(
+        session, user_id=user.id, list_id=None, emails=emails, idempotency_key="bad"
+    )
+    await session.flush()
+
+    await run_verification_job(database, job_id=job.id)
+
+    done = await session.get(VerificationJob, job.id, populate_existing=True)
+    assert done is not None
+    assert (done.status, done.done, done.total) == ("completed", 16, 16)
+    assert done.counts == {"deliverable": 14, "unknown": 1, "undeliverable": 1}
+    assert (done.credits_charged, done.credits_refunded) == (16, 1)
+    assert await ledger(session, job.id) == [-16, 1]
+    results = await session.execute(
+        select(EmailVerification.email, EmailVerification.status, EmailVerification.reasons)
+        .where(EmailVerification.job_id == job.id)
+        .order_by(EmailVerification.email)
+    )
+    verdicts = {email: (status, reasons) for email, status, reasons in results.all()}
+    assert verdicts.pop("b@silent.test") == ("unknown", ["dns_error"])
+    assert verdicts.pop("@@not an address") == ("undeliverable", ["invalid_syntax"])
+    assert set(verdicts) == set(EMAILS[:14])
+    assert all(verdict == ("deliverable", ["mx_found"]) for verdict in verdicts.values())
+    assert zone.queries[("silent.test", "MX")] >= 1  # asked, never answered
+    assert all(zone.queries[(domain, "MX")] == 1 for domain in DOMAINS)

@@ -8,6 +8,7 @@ request carrying the same idempotency key waits for the first and replays.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,7 +16,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import JSON, DateTime, MetaData, event, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    MetaData,
+    String,
+    bindparam,
+    cast,
+    column,
+    event,
+    func,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection, Dialect, ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -26,6 +40,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from outreach.config import Settings
@@ -142,6 +157,35 @@ def dialect_insert(session: AsyncSession) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def json_rows(
+    session: AsyncSession, rows: list[dict[str, Any]], **columns: Any
+) -> dict[str, ColumnElement[Any]]:
+    """``rows`` as a table to join in one statement (``UPDATE … FROM``), sent as a
+    single JSON parameter rather than one parameter per value, so a batch costs one
+    statement and one bound value. ``columns`` names each key and its type; the result
+    maps each name to its column (use them in more than one statement: the document is
+    serialised once)."""
+    # Serialised here, once: statements sharing these columns bind the same text.
+    document: ColumnElement[Any] = bindparam(None, json.dumps(rows), type_=String)
+    if session.get_bind().dialect.name == "postgresql":
+        table = (
+            func.json_to_recordset(cast(document, JSON))
+            .table_valued(*(column(name, kind) for name, kind in columns.items()))
+            .render_derived(with_types=True)
+        )
+        return {name: table.c[name] for name in columns}
+    each = func.json_each(document).table_valued("value")
+    fields = [
+        type_coerce(func.json_extract(each.c.value, f"$.{name}"), kind).label(name)
+        for name, kind in columns.items()
+    ]
+    # ORDER BY keeps SQLite from flattening the subquery into the join: the document
+    # is read once, and each row finds its target through the target's index (the
+    # flattened join reads the whole document again for every target row).
+    ordered = select(*fields).order_by(fields[0]).subquery()
+    return {name: ordered.c[name] for name in columns}
 
 
 class Database:

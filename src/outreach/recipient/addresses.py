@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from disposable_email_domains import allowlist as _disposable_allowlist
 from disposable_email_domains import blocklist as _disposable_blocklist
@@ -161,6 +162,7 @@ def normalise_domain(raw: str) -> str:
         raise InvalidAddress(f"{raw!r} is not a valid domain") from exc
 
 
+@lru_cache(maxsize=16_384)  # a bulk run asks once per address, about far fewer domains
 def is_disposable(domain: str) -> bool:
     """True for throwaway-mail domains (and their subdomains), from disposable-email-domains."""
     if domain in _disposable_allowlist:

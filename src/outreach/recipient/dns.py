@@ -198,4 +198,48 @@ class DomainLookup:
         )
 
 
+class RunLookups:
+    """The DNS answers of one bulk run, kept in memory between its batches.
+
+    Each domain is asked once per run, through one bounded pool (at most
+    ``dns_concurrency`` queries in flight for the whole run, whatever the number of
+    batches asking): a batch starts its own lookups and those of the batch after it,
+    then waits only for its own, so the network wait hides behind the database work."""
+
+    def __init__(self, concurrency: int | None = None) -> None:
+        self.known: dict[str, DomainInfo] = {}
+        self._pending: dict[str, asyncio.Task[DomainInfo]] = {}
+        self._limit = asyncio.Semaphore(max(1, concurrency or get_settings().dns_concurrency))
+
+    def unasked(self, domains: Collection[str]) -> set[str]:
+        """The domains neither known nor being asked about."""
+        return set(domains) - self.known.keys() - self._pending.keys()
+
+    def start(self, domains: Collection[str]) -> None:
+        """Ask about the domains not known nor asked yet, in the background."""
+        resolver = get_resolver()
+        for domain in sorted(self.unasked(domains)):
+            self._pending[domain] = asyncio.create_task(self._ask(resolver, domain))
+
+    async def answers(self, domains: Collection[str]) -> list[DomainInfo]:
+        """Wait for the domains' answers; returns those new to this run (to be cached)."""
+        self.start(domains)
+        asked = [domain for domain in set(domains) if domain in self._pending]
+        fresh = await asyncio.gather(*(self._pending[domain] for domain in asked))
+        for info in fresh:
+            self._pending.pop(info.domain, None)
+            self.known[info.domain] = info
+        return list(fresh)
+
+    def close(self) -> None:
+        """Cancel the lookups still in flight (the run ended or crashed)."""
+        for task in self._pending.values():
+            task.cancel()
+        self._pending.clear()
+
+    async def _ask(self, resolver: dns.asyncresolver.Resolver, domain: str) -> DomainInfo:
+        async with self._limit:
+            return await resolve_domain(resolver, domain)
+
+
 domain_lookup = DomainLookup()

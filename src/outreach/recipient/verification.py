@@ -8,21 +8,20 @@ directory refresh and later workflow graphs compose the same pieces.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import JSON, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.config import get_settings
 from outreach.credits.pricing import pricing_from_settings
 from outreach.credits.service import InsufficientCredits, credit_service
 from outreach.kit.clock import utcnow
-from outreach.kit.db import Database, dialect_insert
+from outreach.kit.db import Database, json_rows
 from outreach.kit.errors import FieldError, NotFound, Unprocessable
 from outreach.kit.jobs import enqueue_after_commit
 from outreach.kit.logging import get_logger
@@ -44,7 +43,7 @@ from outreach.recipient.addresses import (
     is_role_account,
     normalise_email,
 )
-from outreach.recipient.dns import DomainInfo, domain_lookup
+from outreach.recipient.dns import DomainInfo, RunLookups, domain_lookup
 from outreach.recipient.lists import list_service
 from outreach.recipient.smtp_probe import ACCEPTED, CATCH_ALL, REJECTED, SmtpProber
 from outreach.recipient.suppression import SuppressionEntry, suppression_service
@@ -52,6 +51,15 @@ from outreach.recipient.suppression import SuppressionEntry, suppression_service
 log = get_logger("outreach.recipient.verify")
 VERIFY_JOB = "recipient.verify_bulk"
 _verifications = cast(Table, EmailVerification.__table__)
+# What DNS says that settles the verdict (any other status: the domain takes mail)
+_DNS_VERDICTS = {
+    dns_module.NOT_FOUND: ("undeliverable", "domain_not_found"),
+    dns_module.NO_MAIL: ("undeliverable", "no_mx"),
+    dns_module.NULL_MX: ("undeliverable", "null_mx"),
+    dns_module.ERROR: ("unknown", "dns_error"),
+}
+# A result as it travels to the database (record_results)
+_RESULT_COLUMNS = {"email": String(), "status": String(), "reasons": JSON(), "details": JSON()}
 
 
 class VerificationJobNotFound(NotFound):
@@ -80,33 +88,30 @@ class Outcome:
 
 
 @dataclass
-class ReadAhead:
-    """The next batch of a run, read and its DNS lookups already running while the
-    current batch is stored. Kept in memory only: a resumed run simply reads again."""
+class BulkRun:
+    """What one process keeps between the batches of a job's run (never checkpointed):
+    the job's scope, its DNS answers and lookups in flight, and the next batch, read
+    ahead. A resumed run starts with a new one and simply reads again."""
 
-    after: str | None = None
-    batch: list[str] = field(default_factory=list)
-    lookups: asyncio.Task[list[DomainInfo]] | None = None
+    prober: SmtpProber | None = None
+    lookups: RunLookups = field(default_factory=RunLookups)
+    list_id: uuid.UUID | None = None
+    total: int = 0
+    _ahead: tuple[str, list[str], list[Address | Outcome]] | None = None
 
-    def prepare(
-        self, after: str, batch: list[str], lookups: asyncio.Task[list[DomainInfo]]
-    ) -> None:
-        self.cancel()
-        self.after, self.batch, self.lookups = after, batch, lookups
+    def prepare(self, after: str, batch: tuple[list[str], list[Address | Outcome]]) -> None:
+        self._ahead = (after, *batch) if batch[0] else None
 
-    def take(self, after: str | None) -> tuple[list[str], asyncio.Task[list[DomainInfo]]] | None:
-        """The batch prepared for ``after`` with its lookups, once; None if another."""
-        if self.lookups is None or self.after != after:
-            self.cancel()
+    def take(self, after: str | None) -> tuple[list[str], list[Address | Outcome]] | None:
+        """The batch read ahead for ``after``, once; None if another was prepared."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or ahead[0] != after:
             return None
-        prepared = (self.batch, self.lookups)
-        self.after, self.batch, self.lookups = None, [], None
-        return prepared
+        return ahead[1], ahead[2]
 
-    def cancel(self) -> None:
-        if self.lookups is not None:
-            self.lookups.cancel()
-        self.after, self.batch, self.lookups = None, [], None
+    def close(self) -> None:
+        self.lookups.close()
+        self._ahead = None
 
 
 @dataclass(frozen=True)
@@ -149,32 +154,22 @@ class VerificationService:
 
     def classify(self, address: Address, info: DomainInfo | None) -> Outcome:
         """The verdict from what is known without talking to the mail server."""
-        outcome = Outcome(address.email, address.domain, "deliverable")
-        details = outcome.details
-        reasons = outcome.reasons
-        if info is not None:
-            details["mx_hosts"] = info.mx_hosts[:5]
-        if is_disposable(address.domain):
+        verdict = _DNS_VERDICTS.get(info.status if info is not None else dns_module.ERROR)
+        if verdict is None and info is not None:
+            reasons = ["mx_found" if info.mx_hosts else "a_record_fallback"]
+        else:
+            reasons = [verdict[1] if verdict else "dns_error"]
+        disposable = is_disposable(address.domain)
+        role = is_role_account(address.local)
+        if disposable:
             reasons.append("disposable_domain")
-        if is_role_account(address.local):
+        if role:
             reasons.append("role_account")
         if is_free_mail(address.domain):
             reasons.append("free_mail_provider")
-        dns_verdicts = {
-            dns_module.NOT_FOUND: ("undeliverable", "domain_not_found"),
-            dns_module.NO_MAIL: ("undeliverable", "no_mx"),
-            dns_module.NULL_MX: ("undeliverable", "null_mx"),
-            dns_module.ERROR: ("unknown", "dns_error"),
-        }
-        if info is None or info.status in dns_verdicts:
-            status, reason = dns_verdicts[info.status if info else dns_module.ERROR]
-            outcome.status = status
-            reasons.insert(0, reason)
-            return outcome
-        reasons.insert(0, "mx_found" if info.mx_hosts else "a_record_fallback")
-        if "disposable_domain" in reasons or "role_account" in reasons:
-            outcome.status = "risky"
-        return outcome
+        status = verdict[0] if verdict else ("risky" if disposable or role else "deliverable")
+        details = {"mx_hosts": info.mx_hosts[:5]} if info is not None else {}
+        return Outcome(address.email, address.domain, status, reasons, details)
 
     async def probe(self, prober: SmtpProber, outcome: Outcome, info: DomainInfo) -> Outcome:
         """Refine a mail-capable outcome with an SMTP RCPT probe (jobs only, when enabled)."""
@@ -229,39 +224,71 @@ class VerificationService:
         outcomes: list[Outcome],
         job_id: uuid.UUID | None = None,
     ) -> None:
-        """Store results (rows, the user's recipients) and suppress undeliverable and
-        disposable addresses for the user."""
+        """Store results (a job's pending rows, else new rows; the user's recipients) and
+        suppress undeliverable and disposable addresses for the user. A batch costs a
+        few statements whatever its size: the results travel as one JSON value."""
+        if not outcomes:
+            return
         now = utcnow()
-        rows = [
-            {
-                "id": uuid.uuid4(),
-                "created_at": now,
-                "user_id": user_id,
-                "job_id": job_id,
-                "email": o.email,
-                "domain": o.domain,
-                "status": o.status,
-                "reasons": o.reasons,
-                "details": o.details,
-                "verified_at": now,
-            }
-            for o in outcomes
-        ]
-        if rows:
-            statement = dialect_insert(session)(_verifications)
+        rows = json_rows(
+            session,
+            [
+                {"email": o.email, "status": o.status, "reasons": o.reasons, "details": o.details}
+                for o in outcomes
+            ],
+            **_RESULT_COLUMNS,
+        )
+        if job_id is not None:
             await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["job_id", "email"],
-                    set_={
-                        name: statement.excluded[name]
-                        for name in ("status", "reasons", "details", "verified_at")
-                    },
+                update(_verifications)
+                .where(_verifications.c.job_id == job_id, _verifications.c.email == rows["email"])
+                .values(
+                    status=rows["status"],
+                    reasons=rows["reasons"],
+                    details=rows["details"],
+                    verified_at=now,
                 )
-                if job_id is not None
-                else statement,
-                rows,
             )
-        await self._update_recipients(session, user_id=user_id, outcomes=outcomes, now=now)
+        else:
+            await self._insert_results(session, user_id=user_id, outcomes=outcomes, now=now)
+        await session.execute(
+            update(Recipient)
+            .where(Recipient.user_id == user_id, Recipient.email == rows["email"])
+            .values(
+                verification_status=rows["status"],
+                verification_reasons=rows["reasons"],
+                verified_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await self._suppress(session, user_id=user_id, outcomes=outcomes)
+
+    async def _insert_results(
+        self, session: AsyncSession, *, user_id: uuid.UUID, outcomes: list[Outcome], now: Any
+    ) -> None:
+        """Results outside an inline job (single checks, list jobs): new rows."""
+        await session.execute(
+            _verifications.insert(),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "created_at": now,
+                    "user_id": user_id,
+                    "job_id": None,
+                    "email": o.email,
+                    "domain": o.domain,
+                    "status": o.status,
+                    "reasons": o.reasons,
+                    "details": o.details,
+                    "verified_at": now,
+                }
+                for o in outcomes
+            ],
+        )
+
+    async def _suppress(
+        self, session: AsyncSession, *, user_id: uuid.UUID, outcomes: list[Outcome]
+    ) -> None:
         entries = [
             SuppressionEntry(
                 "email",
@@ -276,22 +303,6 @@ class VerificationService:
         await suppression_service.add_many(
             session, user_id=user_id, entries=entries, source="verification"
         )
-
-    async def _update_recipients(
-        self, session: AsyncSession, *, user_id: uuid.UUID, outcomes: list[Outcome], now: Any
-    ) -> None:
-        by_verdict: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-        for o in outcomes:
-            by_verdict.setdefault((o.status, tuple(o.reasons)), []).append(o.email)
-        for (status, reasons), emails in by_verdict.items():
-            await session.execute(
-                update(Recipient)
-                .where(Recipient.user_id == user_id, Recipient.email.in_(emails))
-                .values(
-                    verification_status=status, verification_reasons=list(reasons), verified_at=now
-                )
-                .execution_options(synchronize_session=False)
-            )
 
     # Single address -------------------------------------------------------------
 
@@ -491,9 +502,7 @@ class VerificationService:
         job_id: uuid.UUID,
         done: int,
         after: str | None,
-        known: dict[str, DomainInfo],
-        prober: SmtpProber | None,
-        read_ahead: ReadAhead | None = None,
+        run: BulkRun,
     ) -> BulkProgress | None:
         """Verify and store the batch after ``after`` and advance the job in the same
         transaction. ``done`` is what the caller believes the job has done: when the
@@ -501,59 +510,47 @@ class VerificationService:
         it recorded so), and the job's own progress is returned without checking or
         storing anything. None: the job is gone.
 
-        ``known`` carries DNS answers between batches of one run; with ``read_ahead``
-        the next batch is read and its lookups started while this one is stored, so
-        the database work hides behind the network wait (bench/recipient_verify.py).
-        """
-        async with database.session() as session:
-            job = await session.get(VerificationJob, job_id)
-            if job is None or job.done != done:
-                if read_ahead is not None:
-                    read_ahead.cancel()
-                return None if job is None else BulkProgress.of(job)
-            total = job.total
-            prepared = read_ahead.take(after) if read_ahead is not None else None
-            if prepared is None:
-                batch = await self._batch_with_cached_domains(session, job, after, known)
-            else:
-                batch = prepared[0]
-            if not batch:
-                return BulkProgress.of(job, exhausted=True)
-        lookups = prepared[1] if prepared else asyncio.create_task(_resolve_new(batch, known))
-        fresh = await lookups
-        known.update((info.domain, info) for info in fresh)
-        outcomes = await self._verify_known(batch, known, prober)
-        if read_ahead is not None and done + len(batch) < total:
+        While this batch's DNS answers come in, the next batch is read and its lookups
+        started (``run``), so database and network waits overlap
+        (bench/recipient_verify.py)."""
+        prepared = run.take(after)
+        if prepared is None:
             async with database.session() as session:
                 job = await session.get(VerificationJob, job_id)
-                following = (
-                    await self._batch_with_cached_domains(session, job, batch[-1], known)
-                    if job is not None
-                    else []
-                )
-            read_ahead.prepare(
-                batch[-1], following, asyncio.create_task(_resolve_new(following, known))
-            )
+                if job is None or job.done != done:
+                    return None if job is None else BulkProgress.of(job)
+                run.list_id, run.total = job.list_id, job.total
+                prepared = await self._read_batch(session, run, job_id=job_id, after=after)
+                if not prepared[0]:
+                    return BulkProgress.of(job, exhausted=True)
+        batch, parsed = prepared
+        if done + len(batch) < run.total:
+            async with database.session() as session:
+                following = await self._read_batch(session, run, job_id=job_id, after=batch[-1])
+            run.prepare(batch[-1], following)
+        fresh = await run.lookups.answers(_domains(parsed))
+        outcomes = await self._verify_parsed(batch, parsed, run)
         return await self._store_batch(
             database, job_id=job_id, done=done, batch=batch, fresh=fresh, outcomes=outcomes
         )
 
-    async def _batch_with_cached_domains(
-        self,
-        session: AsyncSession,
-        job: VerificationJob,
-        after: str | None,
-        known: dict[str, DomainInfo],
-    ) -> list[str]:
+    async def _read_batch(
+        self, session: AsyncSession, run: BulkRun, *, job_id: uuid.UUID, after: str | None
+    ) -> tuple[list[str], list[Address | Outcome]]:
+        """The batch after ``after``, checked for syntax, with the cached answers for its
+        domains taken and lookups started for the others."""
         batch = await self._next_batch(
             session,
-            job_id=job.id,
-            list_id=job.list_id,
+            job_id=job_id,
+            list_id=run.list_id,
             after=after,
             size=get_settings().verify_batch_size,
         )
-        known.update(await domain_lookup.cached(session, _domains(batch) - known.keys()))
-        return batch
+        parsed = [self.check_syntax(raw) for raw in batch]
+        domains = _domains(parsed)
+        run.lookups.known.update(await domain_lookup.cached(session, run.lookups.unasked(domains)))
+        run.lookups.start(domains)
+        return batch, parsed
 
     async def _store_batch(
         self,
@@ -587,21 +584,20 @@ class VerificationService:
             job.cursor = batch[-1]
             return BulkProgress.of(job)
 
-    async def _verify_known(
-        self, batch: list[str], known: dict[str, DomainInfo], prober: SmtpProber | None
+    async def _verify_parsed(
+        self, batch: list[str], parsed: list[Address | Outcome], run: BulkRun
     ) -> list[Outcome]:
-        """Classify a batch whose domains are all in ``known`` (no database needed)."""
+        """Classify a batch whose domains the run knows (no database needed)."""
         outcomes = []
-        for raw in batch:
-            item = self.check_syntax(raw)
+        for raw, item in zip(batch, parsed, strict=True):
             if isinstance(item, Outcome):
                 item.email = item.email or raw
                 outcomes.append(item)
                 continue
-            info = known.get(item.domain)
+            info = run.lookups.known.get(item.domain)
             outcome = self.classify(item, info)
-            if prober is not None and info is not None and info.accepts_mail:
-                outcome = await self.probe(prober, outcome, info)
+            if run.prober is not None and info is not None and info.accepts_mail:
+                outcome = await self.probe(run.prober, outcome, info)
             outcomes.append(outcome)
         return outcomes
 
@@ -650,12 +646,9 @@ class VerificationService:
         log.info("bulk verification finished", job_id=str(job_id), refunded=refund)
 
 
-def _domains(emails: list[str]) -> set[str]:
-    return {email.rsplit("@", 1)[-1] for email in emails if "@" in email}
-
-
-async def _resolve_new(batch: list[str], known: dict[str, DomainInfo]) -> list[DomainInfo]:
-    return await domain_lookup.resolve(_domains(batch) - known.keys())
+def _domains(parsed: list[Address | Outcome]) -> set[str]:
+    """The domains worth asking DNS about: those of well-formed addresses."""
+    return {item.domain for item in parsed if isinstance(item, Address)}
 
 
 verification_service = VerificationService()

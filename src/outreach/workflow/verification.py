@@ -2,11 +2,11 @@
 
 Each ``verify_batch`` step checks one batch (``OUTREACH_VERIFY_BATCH_SIZE``
 addresses) and stores its results and the job's new position in one
-transaction; the checkpoint after the step records the same position. A run
-that crashed resumes at the next batch: finished batches are neither checked
-nor written again. Should the crash fall between a batch's commit and its
-checkpoint, the step finds the job row ahead of its state and takes the row's
-position instead of checking the batch again. Credits are charged once when
+transaction; the checkpoint after the step, written while the next step runs,
+records the same position. A run that crashed resumes at the next batch:
+finished batches are neither checked nor written again. Should the crash fall
+between a batch's commit and its checkpoint, the step finds the job row ahead
+of its state and takes the row's position instead of checking the batch again. Credits are charged once when
 the job is created and refunded once in ``settle`` under the job's ledger key,
 so a replayed step can never charge or refund twice.
 """
@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 
 from outreach.config import get_settings
 from outreach.kit.db import Database
-from outreach.recipient.dns import DomainInfo
-from outreach.recipient.smtp_probe import SmtpProber
-from outreach.recipient.verification import BulkProgress, ReadAhead, verification_service
+from outreach.recipient.verification import BulkProgress, BulkRun, verification_service
 from outreach.workflow.checkpoint import batched_run_graph, run_durably
 
 
@@ -42,9 +40,7 @@ class VerifyRunContext:
     """What the steps share in one process; never checkpointed."""
 
     database: Database
-    prober: SmtpProber | None = None
-    known: dict[str, DomainInfo] = field(default_factory=dict)  # DNS answers of this run
-    read_ahead: ReadAhead = field(default_factory=ReadAhead)  # the next batch, in flight
+    run: BulkRun  # DNS answers and lookups in flight, the next batch read ahead
 
 
 def _state_of(progress: BulkProgress | None) -> VerifyRunState:
@@ -73,9 +69,7 @@ async def verify_batch(state: VerifyRunState, runtime: Runtime[VerifyRunContext]
         job_id=uuid.UUID(state["job_id"]),
         done=state["done"],
         after=state.get("cursor"),
-        known=runtime.context.known,
-        prober=runtime.context.prober,
-        read_ahead=runtime.context.read_ahead,
+        run=runtime.context.run,
     )
     return _state_of(progress)
 
@@ -97,7 +91,7 @@ async def run_verification_job(database: Database, *, job_id: uuid.UUID) -> dict
     progress = await verification_service.bulk_progress(database, job_id=job_id)
     remaining = 0 if progress is None else max(progress.total - progress.done, 0)
     batches = math.ceil(remaining / max(get_settings().verify_batch_size, 1))
-    context = VerifyRunContext(database, prober=verification_service.bulk_prober())
+    context = VerifyRunContext(database, BulkRun(prober=verification_service.bulk_prober()))
     try:
         return await run_durably(
             verification_graph,
@@ -105,6 +99,10 @@ async def run_verification_job(database: Database, *, job_id: uuid.UUID) -> dict
             start={"job_id": str(job_id)},
             context=context,
             max_steps=batches + 10,  # start, settle, and a step adopting the job's position
+            # A batch's checkpoint is written while the next batch runs: should the
+            # process die first, the resumed step finds the job row ahead of its state
+            # and adopts the row's position (no batch is checked or stored twice).
+            durability="async",
         )
     finally:
-        context.read_ahead.cancel()
+        context.run.close()
