@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
+from typing import cast as typing_cast
 
 from fastapi import Depends, Request
 from sqlalchemy import (
@@ -273,7 +274,7 @@ async def in_session(session: AsyncSession, row: _Row) -> _Row:
     key = inspect(row).key
     present = session.identity_map.get(key) if key is not None else None
     if present is not None:
-        return cast(_Row, present)
+        return typing_cast(_Row, present)
     return await session.merge(row, load=False)
 
 

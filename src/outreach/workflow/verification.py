@@ -6,9 +6,10 @@ transaction; the checkpoint after the step, written while the next step runs,
 records the same position. A run that crashed resumes at the next batch:
 finished batches are neither checked nor written again. Should the crash fall
 between a batch's commit and its checkpoint, the step finds the job row ahead
-of its state and takes the row's position instead of checking the batch again. Credits are charged once when
-the job is created and refunded once in ``settle`` under the job's ledger key,
-so a replayed step can never charge or refund twice.
+of its state and takes the row's position instead of checking the batch again.
+Credits are charged once when the job is created and refunded once in
+``settle`` under the job's ledger key, so a replayed step can never charge or
+refund twice.
 """
 
 from __future__ import annotations
