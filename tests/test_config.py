@@ -4,6 +4,7 @@ from outreach.config import ConfigurationError, Environment, Settings, check_set
 
 # What ``secrets.token_urlsafe(48)`` gives: the documented way to make a key.
 STRONG_KEY = "Zq3vT0m4Yb8kR1wN6pXe2sHc9LfGd5JuA7yVhQoBiEaKn-_Wr"
+HTTPS_BASE = "https://outreach.example"
 
 
 def make(**values: object) -> Settings:
@@ -22,6 +23,7 @@ def test_production_refuses_development_defaults_and_names_them() -> None:
     assert "OUTREACH_SECRET_KEY" in message
     assert "OUTREACH_ENABLE_DEV_LOGIN" in message
     assert "OUTREACH_DATABASE_URL" in message
+    assert "OUTREACH_BASE_URL must start with https://" in message
 
 
 def test_production_with_real_settings_starts() -> None:
@@ -29,12 +31,23 @@ def test_production_with_real_settings_starts() -> None:
         make(
             secret_key=STRONG_KEY,
             database_url="postgresql+asyncpg://u@db/outreach",
+            base_url=HTTPS_BASE,
         )
     )
 
 
 def test_sqlite_in_production_needs_explicit_permission() -> None:
-    check_settings(make(secret_key=STRONG_KEY, allow_sqlite_in_production=True))
+    check_settings(
+        make(secret_key=STRONG_KEY, allow_sqlite_in_production=True, base_url=HTTPS_BASE)
+    )
+
+
+def test_production_refuses_a_plain_http_base_url() -> None:
+    # One-click unsubscribe (RFC 8058) needs an https link; development keeps http.
+    settings = make(secret_key=STRONG_KEY, allow_sqlite_in_production=True)
+    with pytest.raises(ConfigurationError, match="OUTREACH_BASE_URL must start with https://"):
+        check_settings(settings)
+    check_settings(make(env="development", base_url="http://127.0.0.1:8000"))
 
 
 def test_dev_login_only_in_development_by_default() -> None:
@@ -71,7 +84,9 @@ def test_production_refuses_a_weak_secret_key_naming_the_setting(key: str, why: 
 
 
 def test_a_strong_key_with_surrounding_spaces_is_accepted() -> None:
-    check_settings(make(secret_key=f"  {STRONG_KEY}  ", allow_sqlite_in_production=True))
+    check_settings(
+        make(secret_key=f"  {STRONG_KEY}  ", allow_sqlite_in_production=True, base_url=HTTPS_BASE)
+    )
 
 
 def test_weak_keys_are_fine_outside_production() -> None:

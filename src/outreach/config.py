@@ -244,6 +244,12 @@ class Settings(BaseSettings):
             )
         if self.enable_dev_login:
             problems.append("OUTREACH_ENABLE_DEV_LOGIN must not be set in production")
+        if not self.base_url.startswith("https://"):
+            # RFC 8058 one-click unsubscribe needs an HTTPS link; so do __Host- cookies.
+            problems.append(
+                "OUTREACH_BASE_URL must start with https:// in production "
+                "(one-click unsubscribe links, OAuth redirects, secure cookies)"
+            )
         if self.is_sqlite and not self.allow_sqlite_in_production:
             problems.append(
                 "OUTREACH_DATABASE_URL is SQLite; use PostgreSQL or set "

@@ -82,6 +82,7 @@ async def test_dev_login_is_absent_in_production(settings: Settings, database: D
             "env": Environment.production,
             "enable_dev_login": None,
             "allow_sqlite_in_production": True,
+            "base_url": "https://outreach.example",
         }
     )
     async for app in _app(production, database):
@@ -242,6 +243,7 @@ async def test_production_csrf_cookie_is_host_prefixed_and_bound(
             "env": Environment.production,
             "enable_dev_login": None,
             "allow_sqlite_in_production": True,
+            "base_url": "https://outreach.example",
         }
     )
     async for app in _app(production, database):
