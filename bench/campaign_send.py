@@ -19,7 +19,17 @@ server of ``OUTREACH_TEST_DATABASE_URL``, dropped after; without it the target i
 reported as not run, see bench/_common.py); the fake Gmail runs in its own process.
 Target: project / baseline throughput >= 0.7.
 
+``--burn N`` (or ``OUTREACH_BENCH_BURN=N``) starts N processes that each spin on
+one core for the whole measurement (both sides), as other work on the machine
+would: the run then shows whether the ratio holds when the cores are not ours
+alone. ``bench/campaign_send_loaded.py`` is that variant with one burner, so
+``make bench`` prints it as its own row. Each side's CPU time per send (this
+process, read with ``time.process_time``) is printed as a cross-check: it barely
+depends on what else runs, and when the machine is busier than the burner the
+throughput ratio tends towards the CPU ratio.
+
     uv run python bench/campaign_send.py [--mailboxes 100] [--per-mailbox 20] [--rounds 3]
+        [--burn 1]
 """
 
 from __future__ import annotations
@@ -70,6 +80,27 @@ LATENCY = 0.05
 CONCURRENCY = 20
 TARGET = Target(">=", 0.7)
 MEASURE = "sends/s, 100 Gmail mailboxes vs bare httpx"
+BURN_ENV = "OUTREACH_BENCH_BURN"
+
+
+def spin() -> None:
+    """A CPU burner: other work keeping one core busy."""
+    while True:
+        pass
+
+
+def start_burners(count: int) -> list[multiprocessing.process.BaseProcess]:
+    context = multiprocessing.get_context("spawn")
+    burners = [context.Process(target=spin, daemon=True) for _ in range(count)]
+    for burner in burners:
+        burner.start()
+    return burners
+
+
+def stop_burners(burners: list[multiprocessing.process.BaseProcess]) -> None:
+    for burner in burners:
+        burner.kill()
+        burner.join()
 
 
 def serve_fake_gmail(port: int) -> None:
@@ -264,11 +295,13 @@ async def baseline(url: str, messages: list[str]) -> float:
         return time.perf_counter() - started
 
 
-async def main(mailboxes: int, per_mailbox: int, postgres: bool, rounds: int) -> int:
+async def main(mailboxes: int, per_mailbox: int, postgres: bool, rounds: int, burn: int) -> int:
+    cores = "one core" if burn == 1 else f"{burn} cores"
+    measure = f"sends/s, {cores} busy (burner), vs bare httpx" if burn else MEASURE
     if not postgres:
         report_not_run(
             "campaign_send",
-            MEASURE,
+            measure,
             target=TARGET,
             reason="needs PostgreSQL: set OUTREACH_TEST_DATABASE_URL or pass --postgres",
         )
@@ -306,17 +339,27 @@ async def main(mailboxes: int, per_mailbox: int, postgres: bool, rounds: int) ->
         stored = await stored_messages(database)
         # Rounds alternate after a warm-up and the medians are compared: the
         # machine is shared, and one round of each would measure its neighbours.
-        await baseline(gmail_url, messages[: total // 4])
-        bare_rounds, our_rounds = [], []
-        for _ in range(rounds):
-            bare_rounds.append(await baseline(gmail_url, messages))
-            our_rounds.append(await project(database, total))
-            await reset(database, stored, now - timedelta(minutes=1))
+        burners = start_burners(burn)
+        try:
+            await baseline(gmail_url, messages[: total // 4])
+            bare_rounds, our_rounds, bare_cpu, our_cpu = [], [], [], []
+            for _ in range(rounds):
+                cpu = time.process_time()
+                bare_rounds.append(await baseline(gmail_url, messages))
+                bare_cpu.append(time.process_time() - cpu)
+                cpu = time.process_time()
+                our_rounds.append(await project(database, total))
+                our_cpu.append(time.process_time() - cpu)
+                await reset(database, stored, now - timedelta(minutes=1))
+        finally:
+            stop_burners(burners)
         bare, ours = statistics.median(bare_rounds), statistics.median(our_rounds)
         await database.dispose()
     finally:
         server.kill()
         await drop_postgres_database(name)
+    bare_per_send = statistics.median(bare_cpu) / total
+    our_per_send = statistics.median(our_cpu) / total
     ratio = (total / ours) / (total / bare)
     print(
         f"{total} sends over {mailboxes} mailboxes, {CONCURRENCY} in flight, "
@@ -324,32 +367,54 @@ async def main(mailboxes: int, per_mailbox: int, postgres: bool, rounds: int) ->
     )
     print(
         f"project {total / ours:.0f}/s ({ours:.2f}s), bare httpx {total / bare:.0f}/s ({bare:.2f}s)"
-        f" (medians of {rounds} rounds)"
+        f" (medians of {rounds} rounds)" + (f", {burn} core(s) busy with a burner" if burn else "")
+    )
+    cpu_ratio = bare_per_send / our_per_send
+    print(
+        f"CPU per send in this process: project {our_per_send * 1e6:.0f} us,"
+        f" bare httpx {bare_per_send * 1e6:.0f} us (bare / project {cpu_ratio:.2f});"
+        f" rounds: project {', '.join(f'{c / total * 1e6:.0f}' for c in our_cpu)},"
+        f" bare {', '.join(f'{c / total * 1e6:.0f}' for c in bare_cpu)} us"
     )
     met = report(
         "campaign_send",
-        MEASURE,
+        measure,
         ours=total / ours,
         baseline=total / bare,
         ratio=ratio,
         unit="sends/s",
         target=TARGET,
         database="postgresql",
+        note=f"CPU/send cross-check {cpu_ratio:.2f}" + (f", {burn} burner(s)" if burn else ""),
     )
     return exit_code(met)
 
 
-if __name__ == "__main__":
+def cli(default_burn: int) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mailboxes", type=int, default=100)
     parser.add_argument("--per-mailbox", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--burn",
+        type=int,
+        default=int(os.environ.get(BURN_ENV, default_burn)),
+        help=f"processes spinning on a core each during the rounds (${BURN_ENV})",
+    )
     add_database_options(parser)
     arguments = parser.parse_args()
-    sys.exit(
-        asyncio.run(
-            main(arguments.mailboxes, arguments.per_mailbox, arguments.postgres, arguments.rounds)
+    return asyncio.run(
+        main(
+            arguments.mailboxes,
+            arguments.per_mailbox,
+            arguments.postgres,
+            arguments.rounds,
+            arguments.burn,
         )
     )
+
+
+if __name__ == "__main__":
+    sys.exit(cli(default_burn=0))
