@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import JSON, DateTime, MetaData, event, text
+from sqlalchemy import JSON, DateTime, MetaData, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect, ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -213,6 +213,23 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         await session.commit()
     await run_after_commit(session)
+
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+async def in_session(session: AsyncSession, row: _Row) -> _Row:
+    """``row`` as ``session``'s own object, so that changes to it are written by it:
+    itself when it belongs to the session, the session's copy when it already holds
+    that row (never overwritten with older values), else a copy made without a query.
+    For a row loaded elsewhere and shared read-only (the claimed emails of a tick)."""
+    if row in session:
+        return row
+    key = inspect(row).key
+    present = session.identity_map.get(key) if key is not None else None
+    if present is not None:
+        return cast(_Row, present)
+    return await session.merge(row, load=False)
 
 
 @event.listens_for(Session, "after_soft_rollback")

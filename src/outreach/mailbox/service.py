@@ -18,7 +18,8 @@ from outreach.auth.views import register_mailbox_problems, register_onboarding_f
 from outreach.config import Settings, get_settings
 from outreach.kit.audit import record_audit
 from outreach.kit.clock import utcnow
-from outreach.kit.crypto import decrypt_secret, encrypt_secret, rotate_secret
+from outreach.kit.crypto import decrypt_hot_secret, decrypt_secret, encrypt_secret, rotate_secret
+from outreach.kit.db import in_session
 from outreach.kit.errors import Forbidden, NotFound
 from outreach.kit.pagination import Pagination, paginate
 from outreach.mailbox import repository
@@ -409,14 +410,16 @@ class MailboxService:
         async def token(rejected: str | None) -> str:
             return await self.access_token(session, mailbox, rejected=rejected)
 
+        # ``mailbox`` may be shared read-only by concurrent sends (campaign sending):
+        # what is written about it is written on this session's own copy.
         async def on_revoked(reason: str) -> NoReturn:
-            await self._revoked(session, mailbox, reason)
+            await self._revoked(session, await in_session(session, mailbox), reason)
 
         async def verify_token() -> None:
             await self.access_token(session, mailbox, rejected=self._current_token(mailbox))
 
         async def on_daily_limit() -> datetime:
-            return await self.defer_sending(session, mailbox)
+            return await self.defer_sending(session, await in_session(session, mailbox))
 
         client = GmailClient(
             http=google_http(),
@@ -477,7 +480,7 @@ class MailboxService:
     def _current_token(mailbox: Mailbox) -> str | None:
         if mailbox.access_token_encrypted is None:
             return None
-        return decrypt_secret(mailbox.access_token_encrypted)
+        return decrypt_hot_secret(mailbox.access_token_encrypted)
 
     def _usable_token(self, mailbox: Mailbox, rejected: str | None) -> str | None:
         token = self._current_token(mailbox)

@@ -30,7 +30,7 @@ from outreach.campaign.sending.rules import MAX_ATTEMPTS, log
 from outreach.config import get_settings
 from outreach.kit import metrics
 from outreach.kit.clock import utcnow
-from outreach.kit.db import Database
+from outreach.kit.db import Database, in_session
 from outreach.kit.errors import AppError, NotFound
 from outreach.kit.shutdown import stop_requested
 from outreach.mailbox.gmail import GmailDailyLimitExceeded, GmailRateLimited
@@ -87,62 +87,77 @@ async def send_one(
     attachment: Attachment | None,
     sent: SentRecorder,
 ) -> None:
-    """Send one claimed email; every path ends in a committed, truthful status."""
+    """Send one claimed email; every path ends in a committed, truthful status.
+
+    ``email`` and ``mailbox`` may be rows loaded by the tick and shared read-only with
+    other sends: they join ``session`` only when an outcome other than sent is recorded
+    here (a sent one is written by ``sent``), so a send that succeeds copies no row."""
     try:
         provider = await mailbox_service.provider_for(session, mailbox)
     except MailboxUnavailable as exc:
+        email = await in_session(session, email)
         _retry_later(email, str(exc))
         email.attempts -= 1  # not an attempt: the campaign is paused until reconnected
         return
     try:
-        if email.draft_id is not None and provider.supports_drafts:
-            message_id = await provider.send_draft(email.draft_id)
-        elif email.mime is not None:
-            message_id = await provider.send(
-                EncodedMessage(
-                    data=email.mime,
-                    message_id=email.rfc822_message_id,
-                    sender=mailbox.address,
-                    recipients=(email.to_address,),
-                ).dated(utcnow()),
-                thread_id=email.thread_id,  # a follow-up: the thread of the step before
-            )
-        else:
-            message_id = await provider.send(
-                build_mime(email, mailbox, attachment), thread_id=email.thread_id
-            )
-    except SendOutcomeUnknown as exc:
-        await _reconcile(session, email, mailbox, provider, str(exc))
-        return
-    except GmailRateLimited as exc:
-        _retry_later(email, str(exc))
-        return
-    except GmailDailyLimitExceeded as exc:
-        retry_at = exc.extra.get("retry_at")
-        _retry_later(email, str(exc), at=datetime.fromisoformat(retry_at) if retry_at else None)
-        email.attempts -= 1
-        _count_deferred(session, mailbox, 1)  # Gmail's own daily cap
-        return
-    except MailboxUnavailable as exc:
-        _retry_later(email, str(exc))
-        email.attempts -= 1
-        return
-    except NotFound as exc:
-        # The draft is gone: sent by hand, or deleted by the user in the mailbox.
-        await _reconcile(session, email, mailbox, provider, f"draft gone: {exc}")
-        return
-    except NothingSent as exc:  # nothing left the process: safe to send again later
-        await retry_or_fail(session, email, mailbox, str(exc))
-        return
-    except RecipientBounced as exc:  # an SMTP 5xx at RCPT or DATA
-        await _bounce(session, email, mailbox, str(exc))
-        return
-    except AppError as exc:  # refused for good (MessageRefused) or not sendable at all
-        await _fail(session, email, mailbox, str(exc))
+        message_id = await _deliver(provider, email, mailbox, attachment)
+    except AppError as exc:
+        email, mailbox = await in_session(session, email), await in_session(session, mailbox)
+        await _not_sent(session, email, mailbox, provider, exc)
         return
     await session.commit()  # a refreshed token; and SQLite has one writer at a time
     thread_id = provider.last_thread_id or email.thread_id
     await _record_sent(sent, email.id, message_id, mailbox.provider.value, thread_id)
+
+
+async def _deliver(
+    provider: MailProvider, email: ScheduledEmail, mailbox: Mailbox, attachment: Attachment | None
+) -> str:
+    """The one provider call of a send; returns the provider's message id."""
+    if email.draft_id is not None and provider.supports_drafts:
+        return await provider.send_draft(email.draft_id)
+    if email.mime is not None:
+        return await provider.send(
+            EncodedMessage(
+                data=email.mime,
+                message_id=email.rfc822_message_id,
+                sender=mailbox.address,
+                recipients=(email.to_address,),
+            ).dated(utcnow()),
+            thread_id=email.thread_id,  # a follow-up: the thread of the step before
+        )
+    return await provider.send(build_mime(email, mailbox, attachment), thread_id=email.thread_id)
+
+
+async def _not_sent(
+    session: AsyncSession,
+    email: ScheduledEmail,
+    mailbox: Mailbox,
+    provider: MailProvider,
+    exc: AppError,
+) -> None:
+    """The outcome of a send the provider did not confirm, by what went wrong."""
+    if isinstance(exc, SendOutcomeUnknown):
+        await _reconcile(session, email, mailbox, provider, str(exc))
+    elif isinstance(exc, GmailRateLimited):
+        _retry_later(email, str(exc))
+    elif isinstance(exc, GmailDailyLimitExceeded):
+        retry_at = exc.extra.get("retry_at")
+        _retry_later(email, str(exc), at=datetime.fromisoformat(retry_at) if retry_at else None)
+        email.attempts -= 1
+        _count_deferred(session, mailbox, 1)  # Gmail's own daily cap
+    elif isinstance(exc, MailboxUnavailable):
+        _retry_later(email, str(exc))
+        email.attempts -= 1
+    elif isinstance(exc, NotFound):
+        # The draft is gone: sent by hand, or deleted by the user in the mailbox.
+        await _reconcile(session, email, mailbox, provider, f"draft gone: {exc}")
+    elif isinstance(exc, NothingSent):  # nothing left the process: safe to send again later
+        await retry_or_fail(session, email, mailbox, str(exc))
+    elif isinstance(exc, RecipientBounced):  # an SMTP 5xx at RCPT or DATA
+        await _bounce(session, email, mailbox, str(exc))
+    else:  # refused for good (MessageRefused) or not sendable at all
+        await _fail(session, email, mailbox, str(exc))
 
 
 @dataclass(frozen=True)
@@ -182,11 +197,10 @@ async def _load_claimed(database: Database, ids: list[uuid.UUID]) -> list[_Claim
 
 async def _send_claimed(database: Database, claimed: _Claimed, sent: SentRecorder) -> None:
     async with database.session() as session:
-        # Copies of the loaded rows, without a query: the send holds no transaction
-        # (and no pooled connection) while it waits for the provider.
-        mailbox = await session.merge(claimed.mailbox, load=False)
-        email = await session.merge(claimed.email, load=False)
-        await send_one(session, email, mailbox, claimed.attachment, sent)
+        # The loaded rows themselves, not copies (copies only for a failure, see
+        # send_one): the send holds no transaction (and no pooled connection) while it
+        # waits for the provider.
+        await send_one(session, claimed.email, claimed.mailbox, claimed.attachment, sent)
 
 
 async def recover_expired_leases(database: Database, now: datetime) -> int:
