@@ -121,7 +121,17 @@ def serve_fake_gmail(port: int) -> None:
         )
 
     app = Starlette(routes=[Route("/gmail/v1/users/me/messages/send", send, methods=["POST"])])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # Keep-alive as long as Google's front ends keep it (uvicorn's default is 5 s): on a
+    # busy machine a pooled connection may sit idle that long, and a reset would be
+    # a send of unknown outcome rather than a measurement.
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=120,
+    )
 
 
 def free_port() -> int:

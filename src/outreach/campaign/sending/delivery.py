@@ -168,29 +168,36 @@ class _Claimed:
 
 
 async def _load_claimed(database: Database, ids: list[uuid.UUID]) -> list[_Claimed]:
+    """The claimed emails with their mailboxes, in a session of their own."""
+    if not ids:
+        return []
+    async with database.session() as session:
+        return await _load_claimed_in(session, ids)
+
+
+async def _load_claimed_in(session: AsyncSession, ids: list[uuid.UUID]) -> list[_Claimed]:
     """The claimed emails with their mailboxes, in one query per chunk (not one per email),
     and each attached resume read from storage once (not once per email)."""
     claimed: list[_Claimed] = []
     attachments: dict[uuid.UUID, Attachment | None] = {}
-    async with database.session() as session:
-        for start in range(0, len(ids), 500):
-            rows = await session.execute(
-                select(ScheduledEmail, Mailbox, Campaign.resume_id)
-                .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
-                .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
-                .where(
-                    ScheduledEmail.id.in_(ids[start : start + 500]),
-                    ScheduledEmail.status == EmailStatus.sending,
-                )
-                .options(undefer(ScheduledEmail.mime))
+    for start in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(ScheduledEmail, Mailbox, Campaign.resume_id)
+            .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
+            .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
+            .where(
+                ScheduledEmail.id.in_(ids[start : start + 500]),
+                ScheduledEmail.status == EmailStatus.sending,
             )
-            for email, mailbox, resume_id in rows:
-                attachment = None
-                if email.mime is None and email.draft_id is None and resume_id is not None:
-                    if resume_id not in attachments:
-                        attachments[resume_id] = await resume_attachment(session, resume_id)
-                    attachment = attachments[resume_id]
-                claimed.append(_Claimed(email, mailbox, attachment))
+            .options(undefer(ScheduledEmail.mime))
+        )
+        for email, mailbox, resume_id in rows:
+            attachment = None
+            if email.mime is None and email.draft_id is None and resume_id is not None:
+                if resume_id not in attachments:
+                    attachments[resume_id] = await resume_attachment(session, resume_id)
+                attachment = attachments[resume_id]
+            claimed.append(_Claimed(email, mailbox, attachment))
     by_id = {c.email.id: c for c in claimed}
     return [by_id[email_id] for email_id in ids if email_id in by_id]
 
@@ -291,10 +298,12 @@ async def send_due_emails(database: Database) -> int:
             for mailbox_id in mailbox_ids:
                 if stop_requested():  # stop claiming; what is in flight finishes
                     break
+                # Claimed and loaded in one transaction: the next mailbox's claim waits
+                # on this chain of round trips, so it is kept short.
                 async with database.session() as session:
                     ids = await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
+                    batch = await _load_claimed_in(session, ids) if ids else []
                 claimed += ids
-                batch = await _load_claimed(database, ids)
                 loaded += batch
                 in_flight += [asyncio.create_task(send(email)) for email in batch]
         finally:
