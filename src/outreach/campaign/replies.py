@@ -106,12 +106,6 @@ async def _lock_unsent(session: AsyncSession, email: ScheduledEmail) -> list[Sch
     return list(rows.all())
 
 
-async def stop_sequence(session: AsyncSession, *, email: ScheduledEmail) -> int:
-    """Cancel and refund the campaign's unsent emails to ``email``'s recipient (locked, so a
-    concurrent claim either took one first, or never sees it); drafts are deleted."""
-    return await cancel_stopped(session, await _lock_unsent(session, email))
-
-
 async def cancel_stopped(session: AsyncSession, later: list[ScheduledEmail]) -> int:
     """Cancel and refund these locked emails of a stopped sequence (those still unsent);
     their drafts are deleted after the commit. Returns how many were cancelled."""
