@@ -15,6 +15,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,10 @@ def settings_for_a_process(settings: Settings) -> dict[str, Any]:
 
 
 async def wait_until(condition: Any, what: str) -> None:
-    for _ in range(1500):  # bounded: 30 s on a loaded machine
+    # A bound, not a timing: generous because a loaded 2-core machine starts
+    # a Python process slowly.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         if condition():
             return
         await asyncio.sleep(0.02)

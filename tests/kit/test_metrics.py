@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from tests.payment.conftest import create_order, deliver, started_app, with_razo
 
 MONDAY_0830_IST = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 ALWAYS_FAILS = "test.kit_metrics.always_fails"
+# A bound, not a timing: a loaded 2-core machine can take long to start a process.
+PROCESS_START_BOUND_SECONDS = 120
 
 
 @job(ALWAYS_FAILS, max_attempts=2)
@@ -609,7 +612,8 @@ class TestCommands:
         serve = ("serve", "--workers", "2", "--port", str(port))
         async with self.started(environment, tmp_path, *serve) as (process, log_path):
             answered = 0
-            for _ in range(600):  # until both processes are up and answering
+            deadline = time.monotonic() + PROCESS_START_BOUND_SECONDS
+            while time.monotonic() < deadline:  # until both processes are up and answering
                 with contextlib.suppress(httpx.TransportError):
                     async with httpx.AsyncClient() as probe:  # a new connection each time
                         answered += (await probe.get(f"{base}/health")).status_code == 200
@@ -667,7 +671,8 @@ class TestCommands:
 
 async def _logged_metrics_port(log_path: Path, process: asyncio.subprocess.Process) -> int:
     """The port a process started with --metrics-port 0 logged ("metrics served")."""
-    for _ in range(600):
+    deadline = time.monotonic() + PROCESS_START_BOUND_SECONDS
+    while time.monotonic() < deadline:
         for line in log_path.read_text(errors="replace").splitlines():
             if line.startswith("{") and '"metrics served"' in line:
                 return int(json.loads(line)["port"])
@@ -678,7 +683,8 @@ async def _logged_metrics_port(log_path: Path, process: asyncio.subprocess.Proce
 
 
 async def _eventually_answers(client: httpx.AsyncClient, url: str) -> httpx.Response:
-    for _ in range(400):
+    deadline = time.monotonic() + PROCESS_START_BOUND_SECONDS
+    while time.monotonic() < deadline:
         with contextlib.suppress(httpx.ConnectError):
             return await client.get(url)
         await asyncio.sleep(0.05)
