@@ -79,7 +79,7 @@ def settings_for_a_process(settings: Settings) -> dict[str, Any]:
 async def wait_until(condition: Any, what: str) -> None:
     # A bound, not a timing: generous because a loaded 2-core machine starts
     # a Python process slowly.
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if condition():
             return
