@@ -2,39 +2,93 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Collection
 
+from outreach.config import get_settings
 from outreach.kit.db import Database, get_database
 from outreach.kit.errors import AppError
 from outreach.kit.jobs import job
 from outreach.kit.logging import get_logger
-from outreach.mailbox.inbox import check_mailbox, readable_mailboxes
+from outreach.kit.shutdown import stop_requested
+from outreach.mailbox.events import tracked_threads
+from outreach.mailbox.inbox import check_mailbox, mailbox_to_check, readable_mailboxes
 from outreach.mailbox.providers import MailboxUnavailable
 from outreach.models import Mailbox
 
 log = get_logger("outreach.mailbox.tasks")
 
+# Mailboxes being checked in this process, and of those the ones reading every thread
+# (no history id yet): a run that overlaps a slow earlier one leaves them to it.
+_checking: set[uuid.UUID] = set()
+_scanning: set[uuid.UUID] = set()
+
 
 async def check_inboxes(database: Database) -> int:
-    """Check each readable mailbox in its own transaction; one failing mailbox (Gmail
-    down, access revoked) is logged and never keeps the others from being read.
-    Returns how many findings were published."""
+    """Check each readable mailbox in its own transaction, ``inbox_check_concurrency`` at a
+    time; one failing mailbox (Gmail down, access revoked) is logged and never keeps the
+    others from being read. Returns how many findings were published.
+
+    Mailboxes with a history id go first (one call each when nothing changed); those
+    without one read every tracked thread, a minute or more each under the quota. A run
+    that starts while an earlier one is still reading skips the mailboxes it is on, and
+    starts no more such full reads than the concurrency allows in the whole process."""
     async with database.session() as session:
-        mailbox_ids = [m.id for m in await readable_mailboxes(session)]
-    findings = 0
-    for mailbox_id in mailbox_ids:
-        findings += await _check_one(database, mailbox_id)
-    return findings
+        mailboxes = await readable_mailboxes(session)
+    order = sorted(mailboxes, key=lambda m: m.history_id is None)  # stable: cheap first
+    limit = asyncio.Semaphore(get_settings().inbox_check_concurrency)
+
+    async def check(mailbox: Mailbox) -> int:
+        async with limit:
+            if stop_requested():  # the next run (or process) checks it
+                return 0
+            return await _check_one(database, mailbox.id, full_scan=mailbox.history_id is None)
+
+    results = await asyncio.gather(*(check(m) for m in order), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result  # not a mailbox's own failure (those are caught): let the job fail
+    return sum(r for r in results if isinstance(r, int))
 
 
-async def _check_one(database: Database, mailbox_id: uuid.UUID) -> int:
+async def _check_one(database: Database, mailbox_id: uuid.UUID, *, full_scan: bool) -> int:
+    if mailbox_id in _checking:
+        return 0
+    if full_scan and len(_scanning) >= get_settings().inbox_check_concurrency:
+        return 0  # the process reads enough mailboxes thread by thread already
+    _checking.add(mailbox_id)
+    if full_scan:
+        _scanning.add(mailbox_id)
+    try:
+        return await _check_in_session(database, mailbox_id)
+    finally:
+        _checking.discard(mailbox_id)
+        _scanning.discard(mailbox_id)
+
+
+async def _check_in_session(database: Database, mailbox_id: uuid.UUID) -> int:
+    """One mailbox: loaded (and its token refreshed) in one short transaction, Gmail read
+    with none open (reading every thread takes a minute or more: an open one would hold
+    a pooled connection, and on SQLite the write lock, all along), the findings then
+    published in one last transaction."""
+
+    async def tracked(thread_ids: Collection[str] | None) -> set[str]:
+        async with database.session() as session:
+            return await tracked_threads(session, mailbox_id, thread_ids)
+
     try:
         async with database.session() as session:
-            mailbox = await session.get(Mailbox, mailbox_id)
-            if mailbox is None:
-                return 0
             try:
-                return (await check_mailbox(session, mailbox)).findings
+                mailbox = await mailbox_to_check(session, mailbox_id)
+            except MailboxUnavailable as exc:  # recorded in this session: commit that
+                log.warning("inbox_mailbox_unavailable", mailbox_id=str(mailbox_id), error=str(exc))
+                return 0
+        if mailbox is None:
+            return 0
+        async with database.session() as session:
+            try:
+                return (await check_mailbox(session, mailbox, tracked=tracked)).findings
             except MailboxUnavailable as exc:
                 # Recorded in this session (revoked, campaigns paused): commit that.
                 log.warning("inbox_mailbox_unavailable", mailbox_id=str(mailbox_id), error=str(exc))
