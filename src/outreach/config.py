@@ -89,9 +89,9 @@ class Settings(BaseSettings):
     gmail_timeout_seconds: float = 30.0
     # Replies and bounces: how long after an email was sent its Gmail thread is watched.
     reply_tracking_days: int = 30
-    # Mailboxes whose replies one worker checks at the same time; each holds a database
-    # connection while it reads Gmail (a minute or more when it reads every thread).
-    inbox_check_concurrency: int = Field(default=4, ge=1)
+    # Mailboxes whose replies one worker checks at the same time (each waits on Gmail,
+    # with no database connection held; reading every thread takes a minute or more).
+    inbox_check_concurrency: int = Field(default=20, ge=1)
     # The reply check's own pace per mailbox, under the mailbox's Gmail budget above, so
     # reading every thread (10 units each) leaves room for sending.
     inbox_check_units_per_second: int = Field(default=200, ge=10)

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import delete, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from outreach.config import Settings, use_settings
+from outreach.kit.clock import utcnow
 from outreach.kit.db import Database
 from outreach.mailbox import inbox, tasks
 from outreach.mailbox.gmail import GmailClient
 from outreach.mailbox.inbox import readable_mailboxes
-from outreach.models import Mailbox, MailboxMode
+from outreach.models import Mailbox, MailboxMode, User
 from tests.conftest import create_user
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.google import FakeGoogle
@@ -145,10 +147,13 @@ class TestCheckInboxes:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """A full read takes a minute or more: a transaction open all along would hold a
-        pooled connection (and SQLite's write lock, stopping every other writer)."""
+        pooled connection (and SQLite's write lock, stopping every other writer). A token
+        about to expire is refreshed before, in a transaction of its own."""
         async with committing_database.session() as session:
             user = await create_user(session, "asha@example.com")
-            mailbox = await watched_mailbox(session, fake_google, user, "a@gmail.com", threads=3)
+            fresh = await watched_mailbox(session, fake_google, user, "a@gmail.com", threads=3)
+            expiring = await watched_mailbox(session, fake_google, user, "b@gmail.com")
+            expiring.access_token_expires_at = utcnow() + timedelta(minutes=2)
         pool = committing_database.engine.sync_engine.pool
         held: list[int] = []
         real = GmailClient._call
@@ -159,11 +164,43 @@ class TestCheckInboxes:
 
         monkeypatch.setattr(GmailClient, "_call", noting)
         await tasks.check_inboxes(committing_database)
-        assert held == [0, 0, 0, 0]  # getProfile, then threads.get of each thread
+        assert held == [0] * 7  # getProfile, then threads.get of each thread, per mailbox
+        assert fake_google.oauth.refresh_calls == 1
         async with committing_database.session() as session:
-            stored = await session.get(Mailbox, mailbox.id)
+            stored = {m.address: m for m in await readable_mailboxes(session)}
+        for mailbox in (fresh, expiring):
+            assert stored[mailbox.address].history_id == str(
+                fake_gmail.mailbox(mailbox.address).history_id
+            )
+        assert stored["b@gmail.com"].access_token_expires_at > utcnow() + timedelta(minutes=30)
+
+    async def test_a_mailbox_deleted_while_it_is_read_is_skipped_and_the_others_checked(
+        self,
+        committing_database: Database,
+        gmail_settings: Settings,
+        fake_google: FakeGoogle,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        async with committing_database.session() as session:
+            leaving = await create_user(session, "leaving@example.com")
+            staying = await create_user(session, "staying@example.com")
+            gone = await watched_mailbox(session, fake_google, leaving, "gone@gmail.com")
+            kept = await watched_mailbox(session, fake_google, staying, "kept@gmail.com")
+        real = tasks.check_mailbox
+
+        async def deleting(session: AsyncSession, mailbox: Mailbox, **kw: Any) -> inbox.InboxCheck:
+            if mailbox.id == gone.id:  # the account is deleted while Gmail is read
+                async with committing_database.session() as other:
+                    await other.execute(delete(User).where(User.id == leaving.id))
+            return await real(session, mailbox, **kw)
+
+        monkeypatch.setattr(tasks, "check_mailbox", deleting)
+        assert await tasks.check_inboxes(committing_database) == 0
+        async with committing_database.session() as session:
+            assert await session.get(Mailbox, gone.id) is None
+            stored = await session.get(Mailbox, kept.id)
         assert stored is not None
-        assert stored.history_id == str(fake_gmail.mailbox("a@gmail.com").history_id)
+        assert stored.history_id is not None
 
     async def test_mailboxes_are_checked_side_by_side_up_to_the_concurrency(
         self,

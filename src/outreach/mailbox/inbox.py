@@ -53,7 +53,7 @@ from outreach.mailbox.gmail import (
 )
 from outreach.mailbox.oauth import GMAIL_METADATA
 from outreach.mailbox.providers import MailboxRevoked
-from outreach.mailbox.service import mailbox_service
+from outreach.mailbox.service import REFRESH_MARGIN, mailbox_service
 from outreach.models import EmailEventKind, Mailbox, MailboxMode, MailboxProvider, MailboxStatus
 
 log = get_logger("outreach.mailbox.inbox")
@@ -252,10 +252,21 @@ def _event(mailbox: Mailbox, message: Mapping[str, Any]) -> InboxMessageEvent | 
     )
 
 
-async def mailbox_to_check(session: AsyncSession, mailbox_id: uuid.UUID) -> Mailbox | None:
-    """The mailbox, its access token refreshed now if it would not last the check (it is
-    good for five minutes more), so that reading Gmail later needs no transaction.
-    Raises ``MailboxRevoked`` after recording it when Google refuses the refresh."""
+def token_needs_refresh(mailbox: Mailbox) -> bool:
+    """Whether the first Gmail call would refresh the access token (it lasts less than
+    ``REFRESH_MARGIN`` more): then :func:`refresh_for_check` does it first."""
+    expires = mailbox.access_token_expires_at
+    return (
+        mailbox.access_token_encrypted is None
+        or expires is None
+        or expires - REFRESH_MARGIN <= utcnow()
+    )
+
+
+async def refresh_for_check(session: AsyncSession, mailbox_id: uuid.UUID) -> Mailbox | None:
+    """The mailbox reloaded, its access token refreshed in this short transaction rather
+    than in the check's, which would then stay open while Gmail is read. Raises
+    ``MailboxRevoked`` after recording it when Google refuses the refresh."""
     mailbox = await session.get(Mailbox, mailbox_id)
     if mailbox is not None:
         await mailbox_service.access_token(session, mailbox)
