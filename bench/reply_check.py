@@ -32,7 +32,8 @@ least 1,000 x 50 ms each. ``--unchecked 100`` makes every mailbox read every thr
 (100,000 ``threads.get``: at 20 mailboxes at a time, 5 x 50 s at the very least).
 
     uv run python bench/reply_check.py [--mailboxes 100] [--threads 1000]
-        [--unchecked 5] [--concurrency 20] [--rounds 5] [--postgres | --sqlite]
+        [--unchecked 5] [--concurrency 20] [--rounds 5] [--latency 0.05]
+        [--postgres | --sqlite]
 """
 
 from __future__ import annotations
@@ -372,6 +373,7 @@ class Scale:
     unchecked: int  # mailboxes without a history id at the first check
     concurrency: int
     rounds: int
+    latency: float
 
 
 def use_bench_settings(url: str, fake: Fake, concurrency: int) -> None:
@@ -555,7 +557,7 @@ def verdicts(result: dict[str, Any], scale: Scale, database: str) -> bool:
 
 async def main(scale: Scale, postgres: bool) -> int:
     print(f"load average before: {load_average()}", flush=True)
-    fake = Fake(LATENCY)
+    fake = Fake(scale.latency)
     try:
         async with fresh_database("replies", postgres=postgres) as url:
             result = await measure(url, fake, scale)
@@ -585,6 +587,12 @@ def cli() -> int:
         help="OUTREACH_INBOX_CHECK_CONCURRENCY (default: its default)",
     )
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=LATENCY,
+        help="seconds the fake waits before each answer (0: the pace, not Gmail, sets the speed)",
+    )
     add_database_options(parser)
     arguments = parser.parse_args()
     scale = Scale(
@@ -593,6 +601,7 @@ def cli() -> int:
         min(arguments.unchecked, arguments.mailboxes),
         arguments.concurrency,
         arguments.rounds,
+        arguments.latency,
     )
     return asyncio.run(main(scale, arguments.postgres))
 
