@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -103,6 +104,19 @@ def database_label(url_or_postgres: str | bool) -> str:
     if isinstance(url_or_postgres, bool):
         return "postgresql" if url_or_postgres else "sqlite"
     return "postgresql" if url_or_postgres.startswith("postgresql") else "sqlite"
+
+
+def spawn(target: Callable[..., None], *args: Any) -> multiprocessing.process.BaseProcess:
+    """Start ``target(*args)`` in a fresh process (spawned: nothing of this one's event
+    loop or connections is inherited), e.g. a fake service, so it has a core of its own."""
+    process = multiprocessing.get_context("spawn").Process(target=target, args=args, daemon=True)
+    process.start()
+    return process
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average, to print beside a measurement (see the README)."""
+    return "/".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 # --------------------------------------------------------------------------- results

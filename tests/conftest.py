@@ -77,6 +77,7 @@ def settings(database_url: str, worker_tmp: Path, fake_google_server: FakeGoogle
         jobs_inline=True,
         parsing_workers=1,
         send_concurrency=1,  # test sessions share one connection; real runs send in parallel
+        inbox_check_concurrency=1,  # likewise for the reply check
         job_retry_base_seconds=0.01,
         base_url="http://testserver",
         cors_origins=["http://testserver"],

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     gmail_timeout_seconds: float = 30.0
     # Replies and bounces: how long after an email was sent its Gmail thread is watched.
     reply_tracking_days: int = 30
+    # Mailboxes whose replies one worker checks at the same time (each waits on Gmail,
+    # with no database connection held; reading every thread takes a minute or more).
+    inbox_check_concurrency: int = Field(default=20, ge=1)
+    # The reply check's own pace per mailbox, under the mailbox's Gmail budget above, so
+    # reading every thread (10 units each) leaves room for sending.
+    inbox_check_units_per_second: int = Field(default=200, ge=10)
     frontend_url: str | None = None  # None: the web app's own /mailboxes page
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     allow_outbox_mailboxes: bool | None = None  # None: in development only

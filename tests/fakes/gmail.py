@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import itertools
 import json
 import re
@@ -133,12 +134,21 @@ class StoredMessage:
     raw: bytes
     labels: list[str]
     history_id: int = 0
+    # (raw, its headers as text): a thread read a thousand times is parsed once.
+    _headers: tuple[bytes, list[tuple[str, str]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def parsed(self) -> EmailMessage:
         message = BytesParser(policy=policy.default).parsebytes(self.raw)
         assert isinstance(message, EmailMessage)
         return message
+
+    def header_items(self) -> list[tuple[str, str]]:
+        if self._headers is None or self._headers[0] is not self.raw:
+            self._headers = (self.raw, [(n, str(v)) for n, v in self.parsed.items()])
+        return self._headers[1]
 
     def resource(self, fmt: str = "minimal", headers: list[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "threadId": self.thread_id, "labelIds": self.labels}
@@ -150,8 +160,8 @@ class StoredMessage:
             wanted = {h.lower() for h in headers or []}
             body["payload"] = {
                 "headers": [
-                    {"name": name, "value": str(value)}
-                    for name, value in self.parsed.items()
+                    {"name": name, "value": value}
+                    for name, value in self.header_items()
                     if not wanted or name.lower() in wanted
                 ]
             }
@@ -165,18 +175,25 @@ class Mailbox:
     history_id: int = HISTORY_START  # the mailbox's current history id
     oldest_history_id: int = HISTORY_START  # older start ids answer 404
     history: list[tuple[int, StoredMessage]] = field(default_factory=list)  # messageAdded
+    # Indexes of ``messages``, so a mailbox of thousands answers each call at once.
+    by_id: dict[str, StoredMessage] = field(default_factory=dict)
+    by_thread: dict[str, list[StoredMessage]] = field(default_factory=dict)
 
     def record_added(self, message: StoredMessage) -> None:
         self.history_id += HISTORY_GAP
         message.history_id = self.history_id
         self.history.append((self.history_id, message))
 
+    def add(self, message: StoredMessage) -> None:
+        """A message (not a draft) now in the mailbox, with its ``messageAdded`` record."""
+        self.messages.append(message)
+        self.by_id[message.id] = message
+        self.by_thread.setdefault(message.thread_id, []).append(message)
+        self.record_added(message)
+
     def thread(self, thread_id: str) -> list[StoredMessage]:
         drafts = [m for m in self.drafts.values() if m.thread_id == thread_id]
-        return sorted(
-            [m for m in self.messages if m.thread_id == thread_id] + drafts,
-            key=lambda m: m.history_id,
-        )
+        return sorted(self.by_thread.get(thread_id, []) + drafts, key=lambda m: m.history_id)
 
 
 @dataclass
@@ -276,9 +293,7 @@ class FakeGmail:
             raw=raw,
             labels=["INBOX", "UNREAD"],
         )
-        box = self.mailbox(email)
-        box.messages.append(message)
-        box.record_added(message)
+        self.mailbox(email).add(message)
         return message
 
     def deliver_reply(
@@ -484,7 +499,7 @@ class FakeGmail:
             "gmail.users.getProfile": lambda: {
                 "emailAddress": email,
                 "messagesTotal": len(box.messages),
-                "threadsTotal": len({m.thread_id for m in box.messages}),
+                "threadsTotal": len(box.by_thread),
                 "historyId": str(box.history_id),
             },
             "gmail.users.drafts.create": lambda: self._create_draft(box, body),
@@ -553,8 +568,7 @@ class FakeGmail:
             parsed["X-Google-Original-Message-ID"] = original
             message.raw = parsed.as_bytes(policy=policy.SMTP)
         message.labels = ["SENT"]
-        box.messages.append(message)
-        box.record_added(message)
+        box.add(message)
         return message.resource()
 
     def _send_draft(self, box: Mailbox, body: dict[str, Any]) -> dict[str, Any]:
@@ -586,14 +600,13 @@ class FakeGmail:
         return body
 
     def _get_message(self, box: Mailbox, request: Request) -> dict[str, Any]:
-        wanted = request.path_params["id"]
-        for message in box.messages:
-            if message.id == wanted:
-                return message.resource(
-                    request.query_params.get("format", "full"),
-                    request.query_params.getlist("metadataHeaders"),
-                )
-        raise GmailRequestError(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
+        message = box.by_id.get(request.path_params["id"])
+        if message is None:
+            raise GmailRequestError(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
+        return message.resource(
+            request.query_params.get("format", "full"),
+            request.query_params.getlist("metadataHeaders"),
+        )
 
     def _list_history(self, box: Mailbox, query: Any) -> dict[str, Any]:
         start_text = query.get("startHistoryId")
@@ -614,10 +627,9 @@ class FakeGmail:
                     {"message": {"id": m.id, "threadId": m.thread_id, "labelIds": m.labels}}
                 ],
             }
-            for history_id, m in box.history
-            if history_id > start
-            and (not types or "messageAdded" in types)
-            and (label is None or label in m.labels)
+            # History ids only grow: the records after ``start`` are a tail of the list.
+            for history_id, m in box.history[bisect.bisect_right(box.history, start, key=_id) :]
+            if (not types or "messageAdded" in types) and (label is None or label in m.labels)
         ]
         offset = int(query.get("pageToken", "0"))
         size = min(int(query.get("maxResults", "100")), 500)
@@ -640,6 +652,10 @@ class FakeGmail:
             "historyId": str(max(m.history_id for m in messages)),
             "messages": [m.resource(fmt, headers) for m in messages],
         }
+
+
+def _id(record: tuple[int, StoredMessage]) -> int:
+    return record[0]
 
 
 def _normal_subject(value: object) -> str:

@@ -67,9 +67,13 @@ class FakeServerError(RuntimeError):
 class FakeServer:
     """One uvicorn server for one ASGI app, on 127.0.0.1 and a port of its own."""
 
-    def __init__(self, app: ASGIApp, *, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self, app: ASGIApp, *, startup_timeout: float = 10.0, keep_alive_seconds: int = 5
+    ) -> None:
         self.app = app
         self.startup_timeout = startup_timeout
+        # uvicorn's default; a benchmark whose connections idle between phases wants longer
+        self.keep_alive_seconds = keep_alive_seconds
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -98,6 +102,7 @@ class FakeServer:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=self.keep_alive_seconds,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

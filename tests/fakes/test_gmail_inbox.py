@@ -93,6 +93,28 @@ class TestHistory:
         assert "nextPageToken" not in second.json()
         assert int(second.json()["historyId"]) > int(start["historyId"])
 
+    async def test_only_the_history_types_asked_for_are_listed(
+        self, fake_google: FakeGoogle, fake_gmail: FakeGmail
+    ) -> None:
+        headers = _headers(fake_google)
+        async with httpx.AsyncClient(base_url=fake_gmail.url) as http:
+            start = (await http.get("/gmail/v1/users/me/profile", headers=headers)).json()
+            fake_gmail.deliver(ADDRESS, b"From: lead@firm.com\r\nSubject: Hi\r\n\r\nhello")
+            pages = {
+                kind: (
+                    await http.get(
+                        "/gmail/v1/users/me/history",
+                        params={"startHistoryId": start["historyId"], "historyTypes": kind},
+                        headers=headers,
+                    )
+                ).json()
+                for kind in ("labelAdded", "messageAdded")
+            }
+        current = str(fake_gmail.mailbox(ADDRESS).history_id)
+        assert pages["labelAdded"] == {"historyId": current}  # a message added is not one
+        assert len(pages["messageAdded"]["history"]) == 1
+        assert pages["messageAdded"]["historyId"] == current
+
     async def test_an_expired_start_id_is_a_404_and_a_missing_one_a_400(
         self, fake_google: FakeGoogle, fake_gmail: FakeGmail
     ) -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +24,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.config import Settings, use_settings
+from outreach.kit.clock import utcnow
 from outreach.kit.db import Database
 from outreach.mailbox.http import close_google_http
 from outreach.mailbox.oauth import GMAIL_COMPOSE, GMAIL_METADATA, GMAIL_SEND
 from outreach.mailbox.service import mailbox_service
-from outreach.models import Mailbox, MailboxMode, User
+from outreach.models import Campaign, Mailbox, MailboxMode, ScheduledEmail, User
+from outreach.models.campaign import CampaignStatus, EmailStatus
 from tests.conftest import _started_app, make_client
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.google import FakeGoogle
@@ -242,3 +246,59 @@ async def gmail_mailbox(
         scopes=grant.scopes,
     )
     return mailbox, grant
+
+
+async def watched_mailbox(
+    session: AsyncSession,
+    fake_google: FakeGoogle,
+    user: User,
+    address: str,
+    *,
+    threads: int = 2,
+    sent_days_ago: int = 1,
+    history_id: str | None = None,
+    mode: MailboxMode = MailboxMode.full,
+) -> Mailbox:
+    """A connected Gmail mailbox with ``threads`` campaign emails sent from it (in the
+    database only: Gmail answers 404 for their threads, as for threads the user deleted)."""
+    from tests.campaign.conftest import make_template
+
+    mailbox, _ = await gmail_mailbox(session, fake_google, user, email=address, mode=mode)
+    mailbox.history_id = history_id
+    campaign = Campaign(
+        user_id=user.id,
+        name=f"to {address}",
+        mailbox_id=mailbox.id,
+        template_id=await make_template(session, user),
+        start_at=utcnow(),
+        status=CampaignStatus.sending,
+        template_version=1,
+    )
+    session.add(campaign)
+    await session.flush()
+    sent_at = utcnow() - dt.timedelta(days=sent_days_ago)
+    if threads:
+        await session.execute(
+            insert(ScheduledEmail),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "campaign_id": campaign.id,
+                    "user_id": user.id,
+                    "mailbox_id": mailbox.id,
+                    "to_address": f"lead{n}@firm{n}.com",
+                    "status": EmailStatus.sent,
+                    "due_at": sent_at,
+                    "sent_at": sent_at,
+                    "subject": "Hello",
+                    "body_text": "Hi",
+                    "rfc822_message_id": f"<{uuid.uuid4().hex}@gmail.com>",
+                    "thread_id": f"{address.split('@')[0]}-t{n}",
+                    "attempts": 1,
+                    "refunded": False,
+                }
+                for n in range(threads)
+            ],
+        )
+    await session.flush()
+    return mailbox

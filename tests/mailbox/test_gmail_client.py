@@ -298,6 +298,19 @@ class TestQuotaBudget:
         assert await budget.spend("m", 250) == 0
         assert sleeps == [pytest.approx(0.2)]
 
+    async def test_a_small_burst_spaces_calls_by_their_cost_even_after_a_pause(self) -> None:
+        now = [0.0]
+
+        async def sleep(seconds: float) -> None:
+            now[0] += seconds
+
+        budget = QuotaBudget(100, burst=10, monotonic=lambda: now[0], sleep=sleep)
+        assert await budget.spend("m", 10) == 0
+        assert await budget.spend("m", 10) == pytest.approx(0.1)
+        now[0] += 5.0  # idle: the bucket refills to its burst, not to a second's worth
+        assert await budget.spend("m", 10) == 0
+        assert await budget.spend("m", 10) == pytest.approx(0.1)
+
 
 async def test_a_401_after_a_fresh_token_marks_the_mailbox_revoked(
     session: AsyncSession, fake_google: FakeGoogle, fake_gmail: FakeGmail

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -19,7 +20,9 @@ from outreach.config import Settings, use_settings
 from outreach.credits.service import credit_service
 from outreach.kit.clock import Clock
 from outreach.kit.db import Database
-from outreach.mailbox.inbox import check_mailbox, classify
+from outreach.mailbox import inbox
+from outreach.mailbox.gmail import GmailClient, GmailError, QuotaBudget
+from outreach.mailbox.inbox import THREADS_GET, check_mailbox, classify
 from outreach.models import EmailEvent, EmailEventKind, Mailbox, MailboxMode, Suppression
 from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
 from tests.campaign.conftest import make_list, make_template
@@ -27,10 +30,11 @@ from tests.conftest import create_user
 from tests.fakes.gmail import FakeGmail, StoredMessage
 from tests.fakes.google import FakeGoogle
 from tests.fakes.google_oauth import FAKE_CLIENT_SECRET
-from tests.mailbox.conftest import gmail_mailbox
+from tests.mailbox.conftest import gmail_mailbox, watched_mailbox
 
 START = datetime(2026, 11, 30, 3, 30, tzinfo=UTC)  # a Monday, 09:00 in Kolkata
 GMAIL = "asha.rao@gmail.com"
+PROFILE = "gmail.users.getProfile"
 
 
 @pytest.fixture
@@ -265,3 +269,58 @@ class TestCheckMailbox:
         )
         assert can_read_replies(full)
         assert not can_read_replies(send_only)
+
+
+class TestCheckCost:
+    async def test_a_full_read_keeps_to_the_check_pace_spread_evenly(
+        self,
+        session: AsyncSession,
+        gmail_settings: Settings,
+        fake_google: FakeGoogle,
+        fake_gmail: FakeGmail,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        use_settings(gmail_settings.model_copy(update={"inbox_check_units_per_second": 20}))
+        user = await create_user(session, "asha@example.com")
+        mailbox = await watched_mailbox(session, fake_google, user, GMAIL, threads=3)
+        now, spent = [0.0], []
+
+        async def sleep(seconds: float) -> None:
+            now[0] += seconds
+
+        pace = QuotaBudget(20, burst=10, monotonic=lambda: now[0], sleep=sleep)
+        monkeypatch.setitem(inbox._paces, 20.0, pace)
+        real_spend = pace.spend
+
+        async def spend(key: str, units: int) -> float:
+            waited = await real_spend(key, units)
+            spent.append((round(now[0], 6), units))
+            return waited
+
+        monkeypatch.setattr(pace, "spend", spend)
+        check = await check_mailbox(session, mailbox)
+        assert check.calls == [PROFILE, THREADS_GET, THREADS_GET, THREADS_GET]
+        # 20 units a second with room for one threads.get: never a burst of them
+        assert spent == [(0.0, 1), (0.05, 10), (0.55, 10), (1.05, 10)]
+        assert [name for name, _ in fake_gmail.calls] == check.calls
+
+    async def test_a_history_giving_the_same_page_twice_fails_the_check_rather_than_loop(
+        self,
+        session: AsyncSession,
+        gmail_settings: Settings,
+        fake_google: FakeGoogle,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        user = await create_user(session, "asha@example.com")
+        mailbox = await watched_mailbox(session, fake_google, user, GMAIL, history_id="1000")
+        pages: list[str | None] = []
+
+        async def looping(client: GmailClient, start: str, page_token: str | None = None) -> Any:
+            pages.append(page_token)
+            return {"history": [], "nextPageToken": "same", "historyId": "2000"}
+
+        monkeypatch.setattr(GmailClient, "list_history", looping)
+        with pytest.raises(GmailError, match="twice"):
+            await check_mailbox(session, mailbox)
+        assert pages == [None, "same"]
+        assert mailbox.history_id == "1000"

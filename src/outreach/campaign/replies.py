@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.campaign.service import campaign_service
@@ -23,7 +23,12 @@ from outreach.kit import metrics
 from outreach.kit.clock import utcnow
 from outreach.kit.db import dialect_insert
 from outreach.kit.jobs import enqueue_after_commit
-from outreach.mailbox.events import InboxMessageEvent, on_inbox_message, tracks_threads
+from outreach.mailbox.events import (
+    InboxMessageEvent,
+    on_inbox_message,
+    tracks_threads,
+    watches_mailboxes,
+)
 from outreach.models import EmailEvent, EmailEventKind, EmailEventSource, SuppressionReason
 from outreach.models.campaign import Campaign, EmailStatus, ScheduledEmail
 from outreach.recipient.suppression import suppression_service
@@ -143,25 +148,45 @@ async def latest_sent_to(
 # -- the mailbox's reply check ------------------------------------------------------------
 
 
+def _watched() -> tuple[ColumnElement[bool], ...]:
+    """Sent emails whose Gmail thread is still watched (the last ``reply_tracking_days``)."""
+    since = utcnow() - timedelta(days=get_settings().reply_tracking_days)
+    return (
+        ScheduledEmail.status == EmailStatus.sent,
+        ScheduledEmail.thread_id.is_not(None),
+        ScheduledEmail.sent_at >= since,
+    )
+
+
 @tracks_threads
 async def campaign_threads(
     session: AsyncSession, mailbox_id: uuid.UUID, thread_ids: Collection[str] | None
 ) -> set[str]:
     """Gmail threads of emails sent from the mailbox in the last ``reply_tracking_days``."""
-    since = utcnow() - timedelta(days=get_settings().reply_tracking_days)
     statement = (
         select(ScheduledEmail.thread_id)
         .distinct()
-        .where(
-            ScheduledEmail.mailbox_id == mailbox_id,
-            ScheduledEmail.status == EmailStatus.sent,
-            ScheduledEmail.thread_id.is_not(None),
-            ScheduledEmail.sent_at >= since,
-        )
+        .where(ScheduledEmail.mailbox_id == mailbox_id, *_watched())
     )
     if thread_ids is not None:
         statement = statement.where(ScheduledEmail.thread_id.in_(list(thread_ids)))
     return {t for t in await session.scalars(statement) if t}
+
+
+@watches_mailboxes
+async def campaign_mailboxes(
+    session: AsyncSession, mailbox_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these mailboxes sent an email whose thread is still watched: one query
+    for all of them, rather than every mailbox's threads loaded to see if it has one."""
+    if not mailbox_ids:
+        return set()
+    statement = (
+        select(ScheduledEmail.mailbox_id)
+        .distinct()
+        .where(ScheduledEmail.mailbox_id.in_(list(mailbox_ids)), *_watched())
+    )
+    return set(await session.scalars(statement))
 
 
 async def _email_for(session: AsyncSession, event: InboxMessageEvent) -> ScheduledEmail | None:

@@ -81,8 +81,11 @@ class InboxMessageEvent:
 InboxMessageHandler = Callable[[AsyncSession, InboxMessageEvent], Awaitable[None]]
 # Which of these Gmail thread ids (None: all) of the mailbox are ours to watch.
 TrackedThreads = Callable[[AsyncSession, uuid.UUID, Collection[str] | None], Awaitable[set[str]]]
+# Which of these mailboxes have any thread to watch (one query for all of them).
+WatchedMailboxes = Callable[[AsyncSession, Collection[uuid.UUID]], Awaitable[set[uuid.UUID]]]
 _inbox_handlers: list[InboxMessageHandler] = []
 _thread_lookups: list[TrackedThreads] = []
+_mailbox_lookups: list[WatchedMailboxes] = []
 
 
 def on_inbox_message(handler: InboxMessageHandler) -> InboxMessageHandler:
@@ -97,6 +100,23 @@ def tracks_threads(lookup: TrackedThreads) -> TrackedThreads:
     if lookup not in _thread_lookups:
         _thread_lookups.append(lookup)
     return lookup
+
+
+def watches_mailboxes(lookup: WatchedMailboxes) -> WatchedMailboxes:
+    """Register a source of the mailboxes that have threads worth reading (idempotent);
+    it must agree with the ``tracks_threads`` lookup of the same domain."""
+    if lookup not in _mailbox_lookups:
+        _mailbox_lookups.append(lookup)
+    return lookup
+
+
+async def watched_mailboxes(
+    session: AsyncSession, mailbox_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    found: set[uuid.UUID] = set()
+    for lookup in list(_mailbox_lookups):
+        found |= await lookup(session, mailbox_ids)
+    return found
 
 
 async def tracked_threads(

@@ -98,7 +98,8 @@ class GmailForbidden(GmailRefused):
 
 
 class QuotaBudget:
-    """A token bucket per mailbox: ``units_per_second`` refilled continuously.
+    """A token bucket per mailbox: ``units_per_second`` refilled continuously, holding at
+    most ``burst`` units (default: one second's worth).
 
     Per process: with N worker processes sharing mailboxes, give each 1/N of
     Gmail's 250 units per second (``OUTREACH_GMAIL_QUOTA_UNITS_PER_SECOND``).
@@ -108,10 +109,12 @@ class QuotaBudget:
         self,
         units_per_second: float,
         *,
+        burst: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = float(units_per_second)
+        self.capacity = self.rate if burst is None else float(burst)
         self._monotonic = monotonic
         self._sleep = sleep
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (units, at)
@@ -122,8 +125,8 @@ class QuotaBudget:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             now = self._monotonic()
-            available, at = self._buckets.get(key, (self.rate, now))
-            available = min(self.rate, available + (now - at) * self.rate)
+            available, at = self._buckets.get(key, (self.capacity, now))
+            available = min(self.capacity, available + (now - at) * self.rate)
             wait = max(0.0, (units - available) / self.rate)
             if wait:
                 await self._sleep(wait)

@@ -7,7 +7,10 @@ units, when nothing changed), then reads the headers (``messages.get format=meta
 of the new messages that sit in threads the campaign domain tracks. When Gmail no longer
 has the history id (404) or there is none yet, it reads each tracked thread instead
 (``threads.get format=metadata``) after noting the mailbox's current history id, so
-nothing that arrives meanwhile is missed. Findings are published through
+nothing that arrives meanwhile is missed. Every call of a check keeps to a pace per
+mailbox (``OUTREACH_INBOX_CHECK_UNITS_PER_SECOND``, 200 of Gmail's 250 quota units per
+user per second, spread evenly): reading 1,000 threads (10 units each) takes at least
+50 s and leaves room for the mailbox's sending. Findings are published through
 ``events.emit_inbox_message`` in the same transaction as the new history id: a crash
 re-reads the same history, and the campaign domain stores each finding once.
 
@@ -19,31 +22,43 @@ address in ``X-Failed-Recipients``), which is what we match on.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from email.utils import getaddresses, parseaddr
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.config import Settings, get_settings
 from outreach.kit.clock import utcnow
+from outreach.kit.db import in_session
 from outreach.kit.logging import get_logger
 from outreach.mailbox import repository
-from outreach.mailbox.events import InboxMessageEvent, emit_inbox_message, tracked_threads
+from outreach.mailbox.events import (
+    InboxMessageEvent,
+    emit_inbox_message,
+    tracked_threads,
+    watched_mailboxes,
+)
 from outreach.mailbox.gmail import (
     QUOTA_UNITS,
     GmailClient,
+    GmailError,
     GmailNotFound,
     GmailProvider,
     GmailUnauthorized,
+    QuotaBudget,
 )
 from outreach.mailbox.oauth import GMAIL_METADATA
 from outreach.mailbox.providers import MailboxRevoked
-from outreach.mailbox.service import mailbox_service
+from outreach.mailbox.service import REFRESH_MARGIN, mailbox_service
 from outreach.models import EmailEventKind, Mailbox, MailboxMode, MailboxProvider, MailboxStatus
 
 log = get_logger("outreach.mailbox.inbox")
 
+THREADS_GET = "gmail.users.threads.get"
 HEADERS = [
     "From",
     "Subject",
@@ -126,22 +141,44 @@ class InboxCheck:
         return sum(QUOTA_UNITS.get(method, 5) for method in self.calls)
 
 
-class _CountingClient:
-    """The mailbox's Gmail client, noting each call for the check's report."""
+_paces: dict[float, QuotaBudget] = {}
 
-    def __init__(self, client: GmailClient, check: InboxCheck) -> None:
-        self.client, self.check = client, check
+
+def inbox_pace(settings: Settings) -> QuotaBudget:
+    """The process's pace for reply checks, per mailbox: ``inbox_check_units_per_second``
+    with room for one ``threads.get`` at a time, so reading a thousand threads is spread
+    evenly rather than bursting at the top of each second."""
+    rate = float(settings.inbox_check_units_per_second)
+    return _paces.setdefault(rate, QuotaBudget(rate, burst=QUOTA_UNITS[THREADS_GET]))
+
+
+# Which of these thread ids (None: all) of the mailbox are ours to read.
+ThreadLookup = Callable[[Collection[str] | None], Awaitable[set[str]]]
+
+
+class _CountingClient:
+    """The mailbox's Gmail client, noting each call for the check's report and keeping
+    the check to its pace (every call also spends from the mailbox's own Gmail budget)."""
+
+    def __init__(
+        self, client: GmailClient, check: InboxCheck, pace: QuotaBudget, mailbox: Mailbox
+    ) -> None:
+        self.client, self.check, self.pace, self.key = client, check, pace, str(mailbox.id)
+
+    async def _call(self, method: str) -> None:
+        self.check.calls.append(method)
+        await self.pace.spend(self.key, QUOTA_UNITS[method])
 
     async def history(self, start: str, page_token: str | None) -> Any:
-        self.check.calls.append("gmail.users.history.list")
+        await self._call("gmail.users.history.list")
         return await self.client.list_history(start, page_token)
 
     async def profile(self) -> dict[str, Any]:
-        self.check.calls.append("gmail.users.getProfile")
+        await self._call("gmail.users.getProfile")
         return await self.client.get_profile()
 
     async def thread(self, thread_id: str) -> list[dict[str, Any]]:
-        self.check.calls.append("gmail.users.threads.get")
+        await self._call(THREADS_GET)
         try:
             thread = await self.client.get_thread_headers(thread_id, HEADERS)
         except GmailNotFound:  # the user deleted it
@@ -149,7 +186,7 @@ class _CountingClient:
         return list(thread.get("messages", []))
 
     async def message(self, message_id: str) -> list[dict[str, Any]]:
-        self.check.calls.append("gmail.users.messages.get")
+        await self._call("gmail.users.messages.get")
         try:
             return [await self.client.get_message_headers(message_id, HEADERS)]
         except GmailNotFound:  # deleted, or a draft since sent
@@ -157,11 +194,12 @@ class _CountingClient:
 
 
 async def _added_since(
-    session: AsyncSession, gmail: _CountingClient, mailbox: Mailbox, start: str
+    gmail: _CountingClient, tracked: ThreadLookup, start: str
 ) -> tuple[list[dict[str, Any]], str]:
     """New messages in tracked threads since ``start`` and the history id to store."""
     added: dict[str, str] = {}  # message id -> thread id
     page_token: str | None = None
+    seen_tokens: set[str] = set()
     while True:
         page = await gmail.history(start, page_token)
         for record in page.get("history", []):
@@ -172,18 +210,21 @@ async def _added_since(
         page_token = page.get("nextPageToken")
         if not page_token:
             break
-    ours = await tracked_threads(session, mailbox.id, set(added.values())) if added else set()
+        if page_token in seen_tokens:  # never loop on a page Gmail already gave
+            raise GmailError(f"users.history.list gave the page token {page_token!r} twice")
+        seen_tokens.add(page_token)
+    ours = await tracked(set(added.values())) if added else set()
     messages = [m for mid, tid in added.items() if tid in ours for m in await gmail.message(mid)]
     return messages, str(page["historyId"])
 
 
 async def _scan_threads(
-    session: AsyncSession, gmail: _CountingClient, mailbox: Mailbox
+    gmail: _CountingClient, tracked: ThreadLookup
 ) -> tuple[list[dict[str, Any]], str]:
     """Every message of every tracked thread, and the history id noted before reading."""
     history_id = str((await gmail.profile())["historyId"])
     messages: list[dict[str, Any]] = []
-    for thread_id in sorted(await tracked_threads(session, mailbox.id, None)):
+    for thread_id in sorted(await tracked(None)):
         messages.extend(await gmail.thread(thread_id))
     return messages, history_id
 
@@ -211,44 +252,94 @@ def _event(mailbox: Mailbox, message: Mapping[str, Any]) -> InboxMessageEvent | 
     )
 
 
-async def check_mailbox(session: AsyncSession, mailbox: Mailbox) -> InboxCheck:
+def token_needs_refresh(mailbox: Mailbox) -> bool:
+    """Whether the first Gmail call would refresh the access token (it lasts less than
+    ``REFRESH_MARGIN`` more): then :func:`refresh_for_check` does it first."""
+    expires = mailbox.access_token_expires_at
+    return (
+        mailbox.access_token_encrypted is None
+        or expires is None
+        or expires - REFRESH_MARGIN <= utcnow()
+    )
+
+
+async def refresh_for_check(session: AsyncSession, mailbox_id: uuid.UUID) -> Mailbox | None:
+    """The mailbox reloaded, its access token refreshed in this short transaction rather
+    than in the check's, which would then stay open while Gmail is read. Raises
+    ``MailboxRevoked`` after recording it when Google refuses the refresh."""
+    mailbox = await session.get(Mailbox, mailbox_id)
+    if mailbox is not None:
+        await mailbox_service.access_token(session, mailbox)
+    return mailbox
+
+
+async def check_mailbox(
+    session: AsyncSession, mailbox: Mailbox, *, tracked: ThreadLookup | None = None
+) -> InboxCheck:
     """Read what arrived in ``mailbox`` since its last check and publish what it means.
+
+    Gmail is read first; ``session`` is used only after, to publish the findings with the
+    new history id (before, only to refresh a token or record a revocation). ``tracked``
+    says which threads are ours (default: a query in ``session``); the job passes one
+    reading from short sessions of its own and a fresh ``session``, so no transaction
+    stays open while Gmail answers (reading every thread takes a minute or more).
+    ``mailbox`` may be loaded elsewhere: what is written goes on the session's own copy.
 
     Raises the mailbox's errors (``MailboxRevoked`` after recording it, Gmail errors);
     the stored history id moves only when the check completed."""
     provider = await mailbox_service.provider_for(session, mailbox)
     assert isinstance(provider, GmailProvider), "only Gmail mailboxes can be read"
     check = InboxCheck()
+    gmail = _CountingClient(provider.client, check, inbox_pace(get_settings()), mailbox)
+    lookup = tracked or partial(tracked_threads, session, mailbox.id)
     try:
-        await _read(session, _CountingClient(provider.client, check), mailbox, check)
+        messages, history_id = await _read(gmail, lookup, mailbox, check)
     except GmailUnauthorized as exc:
         reason = f"Gmail refused access: {exc}"
         await mailbox_service.mark_unavailable(
-            session, mailbox, status=MailboxStatus.revoked, reason=reason
+            session, await in_session(session, mailbox), status=MailboxStatus.revoked, reason=reason
         )
         raise MailboxRevoked(reason) from exc
+    await _publish(session, mailbox, messages, history_id, check)
+    if check.full_scan or check.findings:
+        log.info(
+            "inbox_checked",
+            mailbox_id=str(mailbox.id),
+            full_scan=check.full_scan,
+            calls=len(check.calls),
+            quota_units=check.quota_units,
+            findings=check.findings,
+        )
     return check
 
 
 async def _read(
-    session: AsyncSession, gmail: _CountingClient, mailbox: Mailbox, check: InboxCheck
-) -> None:
-    messages: list[dict[str, Any]] | None = None
+    gmail: _CountingClient, tracked: ThreadLookup, mailbox: Mailbox, check: InboxCheck
+) -> tuple[list[dict[str, Any]], str]:
     if mailbox.history_id is not None:
         try:
-            messages, history_id = await _added_since(session, gmail, mailbox, mailbox.history_id)
+            return await _added_since(gmail, tracked, mailbox.history_id)
         except GmailNotFound:
             log.info("inbox_history_expired", mailbox_id=str(mailbox.id))
-    if messages is None:
-        check.full_scan = True
-        messages, history_id = await _scan_threads(session, gmail, mailbox)
+    check.full_scan = True
+    return await _scan_threads(gmail, tracked)
+
+
+async def _publish(
+    session: AsyncSession,
+    mailbox: Mailbox,
+    messages: list[dict[str, Any]],
+    history_id: str,
+    check: InboxCheck,
+) -> None:
     for message in messages:
         event = _event(mailbox, message)
         if event is not None:
             await emit_inbox_message(session, event)
             check.findings += 1
-    mailbox.history_id = history_id
-    mailbox.inbox_checked_at = utcnow()
+    own = await in_session(session, mailbox)
+    own.history_id = history_id
+    own.inbox_checked_at = utcnow()
     await session.flush()
 
 
@@ -264,4 +355,5 @@ def can_read_replies(mailbox: Mailbox) -> bool:
 async def readable_mailboxes(session: AsyncSession) -> list[Mailbox]:
     """Active full-mode Gmail mailboxes holding ``gmail.metadata``, with threads to watch."""
     readable = await repository.list_readable_gmail(session)
-    return [m for m in readable if await tracked_threads(session, m.id, None)]
+    watched = await watched_mailboxes(session, [m.id for m in readable]) if readable else set()
+    return [m for m in readable if m.id in watched]
