@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from outreach.demo import samples
 from outreach.models import Mailbox, Template, User
 from tests.conftest import wait_for_jobs
-from tests.web.conftest import TEMPLATE_BODY, TEMPLATE_SUBJECT, contacts_csv, csrf_of, sign_in_page
+from tests.web.conftest import (
+    TEMPLATE_BODY,
+    TEMPLATE_SUBJECT,
+    contacts_csv,
+    csrf_of,
+    schedule_page,
+    sign_in_page,
+)
 
 PAGES = [
     "/",
@@ -311,7 +318,7 @@ async def test_a_campaign_is_scheduled_paused_resumed_and_cancelled_from_its_pag
         "/campaigns", data={"csrf_token": token, "name": "Leads", "window_days": "2", **chosen}
     )
     campaign_url = created.headers["location"].removesuffix("/review")
-    scheduled = await web_client.post(f"{campaign_url}/schedule", data={"csrf_token": token})
+    scheduled = await schedule_page(web_client, campaign_url, token)
     assert scheduled.headers["location"] == campaign_url
     await wait_for_jobs()
     for action, status in (("pause", "paused"), ("resume", "scheduled"), ("cancel", "cancelled")):

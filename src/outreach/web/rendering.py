@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from outreach.auth.dependencies import request_csrf_token
 from outreach.kit.errors import AppError, FieldError, Problem, Unauthorized, Unprocessable
+from outreach.kit.idempotency import IdempotentReplay
 from outreach.kit.routing import ApiRoute
 
 HERE = Path(__file__).parent
@@ -87,8 +88,17 @@ def render(
     return templates.TemplateResponse(request, name, values, status_code=status)
 
 
-def parse_form(schema: type[BaseModel], data: Mapping[str, Any]) -> Any:
-    """The API's own request schema, filled from a form; a bad field is a 422 naming it."""
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(map(str, loc))
+
+
+def parse_form(
+    schema: type[BaseModel],
+    data: Mapping[str, Any],
+    name: Callable[[tuple[str | int, ...]], str] = _dotted,
+) -> Any:
+    """The API's own request schema, filled from a form; a bad field is a 422 naming it
+    (``name`` says a field's location in the form's words, e.g. "follow-up 1")."""
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
@@ -96,7 +106,7 @@ def parse_form(schema: type[BaseModel], data: Mapping[str, Any]) -> Any:
             FieldError(loc=[str(p) for p in e["loc"]], message=e["msg"], type=e["type"])
             for e in exc.errors()
         ]
-        detail = "; ".join(f"{'.'.join(map(str, e.loc)) or 'form'}: {e.message}" for e in errors)
+        detail = "; ".join(f"{name(tuple(e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors())
         raise FormInvalid(detail, errors=errors) from exc
 
 
@@ -132,7 +142,15 @@ class PageRoute(ApiRoute):
 
         async def page_handler(request: Request) -> Response:
             try:
-                return await handler(request)
+                # FastAPI closes function-scoped dependencies (the request's unit of
+                # work) in a stack around this whole handler, which would see the page
+                # rendered instead of the refusal and commit. This inner stack closes
+                # them with the exception first: a refused page rolls back.
+                async with AsyncExitStack() as function_stack:
+                    request.scope["fastapi_function_astack"] = function_stack
+                    return await handler(request)
+            except IdempotentReplay as replay:  # a form sent again: its first answer
+                return replay.to_response()
             except (SignInFirst, Unauthorized):
                 return _sign_in_redirect(request)
             except FormRefused as refused:
