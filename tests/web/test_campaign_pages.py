@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from email import policy
+from email.parser import BytesParser
 
 import httpx
 from sqlalchemy import func, select
@@ -15,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.campaign.sending import prepare_campaign_emails, send_due_emails
 from outreach.campaign.sequences import advance_sequences
+from outreach.campaign.service import campaign_service
+from outreach.config import Settings
 from outreach.kit.clock import Clock
 from outreach.kit.db import Database
-from outreach.models import Campaign, Mailbox, MailboxStatus
+from outreach.models import Campaign, Mailbox, MailboxStatus, User
 from outreach.models.campaign import EmailStatus, ScheduledEmail
 from tests.web.conftest import GOOD, schedule_page, sign_in_page
 from tests.web.test_pages import upload_and_template
@@ -218,3 +222,51 @@ async def test_the_review_of_a_campaign_whose_mailbox_was_revoked_says_what_bloc
     assert f"{SENDER} is revoked: access was withdrawn; reconnect it first." in review.text
     assert 'id="blocked"' in review.text
     assert "/schedule" not in review.text  # no button that can only be refused
+
+
+async def test_send_me_a_test_from_the_review_writes_one_email_to_myself(
+    web_client: httpx.AsyncClient, web_settings: Settings
+) -> None:
+    token, picked = await wizard_ready(web_client)
+    created = await web_client.post(
+        "/campaigns", data={"csrf_token": token, "name": "Leads", "window_days": "2", **picked}
+    )
+    review_url = created.headers["location"]
+    review = (await web_client.get(review_url)).text
+    assert "Send yourself the first email and read it on your phone" in review
+    assert "POST /v1/" not in review  # the plan's words for API users are not shown here
+    campaign_url = review_url.removesuffix("/review")
+    tested = await web_client.post(f"{campaign_url}/test-send", data={"csrf_token": token})
+    assert tested.status_code == 303, tested.text
+    page = (await web_client.get(tested.headers["location"])).text
+    assert f"A test email went to {SENDER}" in page
+    (sent,) = web_settings.outbox_path.glob("*/*.eml")
+    message = BytesParser(policy=policy.default).parsebytes(sent.read_bytes())
+    assert message["To"] == SENDER
+    assert message["Subject"].startswith("[Test] Ravi")
+
+
+async def test_the_campaign_page_shows_its_emails_being_prepared(
+    web_client: httpx.AsyncClient, session: AsyncSession, database: Database
+) -> None:
+    token, picked = await wizard_ready(web_client)
+    created = await web_client.post(
+        "/campaigns", data={"csrf_token": token, "name": "Leads", "window_days": "2", **picked}
+    )
+    campaign_url = created.headers["location"].removesuffix("/review")
+    campaign = await session.get(Campaign, uuid.UUID(campaign_url.rsplit("/", 1)[1]))
+    assert campaign is not None
+    user = await session.get(User, campaign.user_id)
+    assert user is not None
+    # Scheduled in the test's own session, which never commits: the preparing job that
+    # would follow the commit waits for us.
+    await campaign_service.schedule(session, user=user, campaign=campaign)
+    await session.flush()
+    page = (await web_client.get(campaign_url)).text
+    assert "Preparing the emails: 0 of 6 ready" in page
+    assert '<progress id="prepare-progress" max="6" value="0">' in page
+    assert '<div id="live" data-refresh="3">' in page
+    await prepare_campaign_emails(database, campaign.id)
+    page = (await web_client.get(campaign_url)).text
+    assert "Preparing the emails" not in page
+    assert 'id="count-ready">6<' in page

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request, Response
 
@@ -196,13 +197,32 @@ async def _review_context(session: SessionDep, user: User, campaign: Campaign) -
 
 @router.get("/campaigns/{campaign_id}/review")
 async def review_campaign(
-    request: Request, campaign_id: uuid.UUID, user: PageUser, session: SessionDep
+    request: Request,
+    campaign_id: uuid.UUID,
+    user: PageUser,
+    session: SessionDep,
+    tested: str | None = None,
 ) -> Response:
     campaign = await campaign_service.get(session, user=user, campaign_id=campaign_id)
     context = await _review_context(session, user, campaign)
+    if tested:
+        context["notice"] = f"A test email went to {tested}: read it before you schedule."
     if context["plan"].cost.shortfall:
         context |= await credits_context(request, session, user)  # the packs, beside it
     return render(request, "campaign_review.html", context)
+
+
+@router.post("/campaigns/{campaign_id}/test-send")
+async def test_send(
+    request: Request, campaign_id: uuid.UUID, user: FormUser, session: SessionDep
+) -> Response:
+    """The first recipient's email, sent to the mailbox's own address (free), as
+    ``POST /v1/campaigns/{id}/test-send``."""
+    campaign = await campaign_service.get(session, user=user, campaign_id=campaign_id)
+    context = await _review_context(session, user, campaign)
+    async with refused_form("campaign_review.html", context):
+        sent = await campaign_views.test_send(session, user=user, campaign=campaign)
+    return see_other(f"/campaigns/{campaign.id}/review?{urlencode({'tested': sent.to})}")
 
 
 @router.post("/campaigns/{campaign_id}/schedule")
