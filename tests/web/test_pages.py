@@ -9,11 +9,14 @@ import uuid
 from urllib.parse import quote
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.config import Settings
 from outreach.demo import samples
 from outreach.models import Mailbox, Template, User
+from outreach.web.pages import account
 from tests.conftest import wait_for_jobs
 from tests.web.conftest import (
     TEMPLATE_BODY,
@@ -347,3 +350,34 @@ async def test_a_suppression_is_added_shown_and_removed(web_client: httpx.AsyncC
     removed = await web_client.post(found.group(1), data={"csrf_token": token})
     assert removed.status_code == 303
     assert "old.contact@globex.example" not in (await web_client.get("/suppressions")).text
+
+
+async def test_an_unexpected_failure_is_a_page_in_words_with_its_reference(
+    web_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sign_in_page(web_client)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("internal detail nobody should see")
+
+    monkeypatch.setattr(account, "onboarding_status", broken)
+    response = await web_client.get("/")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in response.text
+    assert f"quote {response.headers['x-request-id']}" in response.text
+    for leak in ("Traceback", "RuntimeError", "internal detail"):
+        assert leak not in response.text
+
+
+async def test_an_upload_over_the_size_limit_is_refused_in_words(
+    web_client: httpx.AsyncClient, web_settings: Settings
+) -> None:
+    token = await sign_in_page(web_client)
+    huge = b"email\n" + b"x@example.com\n" * (web_settings.max_body_bytes // 14 + 1)
+    response = await web_client.post(
+        "/lists", data={"csrf_token": token}, files={"file": ("big.csv", huge, "text/csv")}
+    )
+    assert response.status_code == 413
+    assert "text/html" in response.headers["content-type"]
+    assert f"the request body is larger than {web_settings.max_body_bytes} bytes" in response.text

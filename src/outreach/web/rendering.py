@@ -16,12 +16,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
 
 from outreach.auth.dependencies import request_csrf_token
 from outreach.kit.errors import AppError, FieldError, Problem, Unauthorized, Unprocessable
 from outreach.kit.idempotency import IdempotentReplay
+from outreach.kit.logging import get_logger
 from outreach.kit.routing import ApiRoute
+from outreach.kit.sentry import report_request_error
 
+log = get_logger("outreach.web")
 HERE = Path(__file__).parent
 CSRF_FIELD = "csrf_token"  # a form cannot send a header: the token rides in this field
 SECRET_FIELDS = {"password", CSRF_FIELD}  # never typed back into a page
@@ -134,6 +139,11 @@ def _error_page(request: Request, error: AppError) -> Response:
     return render(request, "error.html", {"problem": problem_of(error)}, status=error.status)
 
 
+def _problem_page(request: Request, status: int, title: str, detail: str) -> Response:
+    problem = Problem(title=title, status=status, code="page_error", detail=detail)
+    return render(request, "error.html", {"problem": problem}, status=status)
+
+
 class PageRoute(ApiRoute):
     """A page: a refusal becomes HTML (after the rollback), never problem+json or a trace."""
 
@@ -164,6 +174,25 @@ class PageRoute(ApiRoute):
             except RequestValidationError as exc:
                 fields = "; ".join(str(e.get("msg")) for e in exc.errors()[:3])
                 return _error_page(request, FormInvalid(fields or "the request was not valid"))
+            except HTTPException as exc:  # e.g. an upload over the body limit (413)
+                return _problem_page(request, exc.status_code, "Not done", str(exc.detail))
+            except (OperationalError, InterfaceError) as exc:
+                log.error("database unavailable", error=str(exc).splitlines()[0][:300])
+                detail = "the database could not be reached; nothing was changed, retry shortly"
+                return _problem_page(request, 503, "Database unavailable", detail)
+            except Exception as exc:
+                # As the request middleware does for the API: the trace to the log and
+                # the error report, the person a page in words with the request's id.
+                log.exception("unhandled error on a page", exc_info=exc)
+                request_id = str(getattr(request.state, "request_id", ""))
+                report_request_error(
+                    exc, request_id=request_id, user_id=getattr(request.state, "user_id", None)
+                )
+                detail = (
+                    "something went wrong on our side and nothing was changed; try again, "
+                    f"and quote {request_id} if it keeps happening"
+                )
+                return _problem_page(request, 500, "Something went wrong", detail)
 
         return page_handler
 
