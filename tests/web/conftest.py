@@ -20,6 +20,12 @@ from outreach.config import Settings, use_settings
 from outreach.kit.db import Database
 from tests.conftest import make_client
 from tests.fakes.dns import FakeDNS, fake_dns, fake_dns_server  # noqa: F401
+from tests.fakes.razorpay import FakeRazorpay
+from tests.payment.conftest import (  # noqa: F401
+    fake_razorpay,
+    fake_razorpay_server,
+    with_razorpay,
+)
 from tests.web.browser import LiveServer, open_browser, serve
 
 GOOD = [
@@ -122,6 +128,17 @@ async def live_server(
     web_settings: Settings, committing_database: Database
 ) -> AsyncIterator[LiveServer]:
     async for server in serve(web_settings, committing_database):
+        yield server
+
+
+@pytest.fixture
+async def paying_server(
+    web_settings: Settings,
+    committing_database: Database,
+    fake_razorpay: FakeRazorpay,  # noqa: F811
+) -> AsyncIterator[LiveServer]:
+    """The live server with Razorpay test-mode keys, its API calls going to the fake."""
+    async for server in serve(with_razorpay(web_settings, fake_razorpay), committing_database):
         yield server
 
 

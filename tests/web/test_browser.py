@@ -28,6 +28,7 @@ from outreach.template.schemas import TemplateCreate
 from outreach.template.service import template_service
 from tests.conftest import create_user
 from tests.fakes.dns import FakeDNS
+from tests.fakes.razorpay import KEY_ID, FakeRazorpay
 from tests.web.browser import LiveServer, snap
 from tests.web.conftest import GOOD, TEMPLATE_BODY, TEMPLATE_SUBJECT, contacts_csv
 
@@ -406,3 +407,47 @@ async def test_enrichment_shows_what_it_holds_then_what_it_found(
     await snap(page, "list-enriched")
     await page.get_by_role("link", name="Home").click()
     await expect(page.locator("#balance")).to_have_text("94")
+
+
+# Razorpay Checkout, as the page loads it, played by the test: `open()` asks the test
+# to make the payment (as the customer would in Razorpay's window) and hands the
+# signed answer to the page's handler, as Checkout does.
+CHECKOUT_STAND_IN = """
+window.Razorpay = function (options) {
+  this.open = async () => {
+    const answer = await window.payWithRazorpay(options);
+    options.handler(answer);
+  };
+};
+"""
+
+
+async def test_buying_a_pack_with_test_keys_goes_through_checkout_and_adds_the_credits(
+    page: Page, paying_server: LiveServer, fake_razorpay: FakeRazorpay
+) -> None:
+    seen: list[dict[str, object]] = []
+
+    def pay(options: dict[str, object]) -> dict[str, str]:
+        seen.append(options)
+        order_id = str(options["order_id"])
+        payment = fake_razorpay.pay(order_id)
+        return fake_razorpay.checkout_response(order_id, payment["id"])
+
+    async def checkout_script(route: Route) -> None:
+        await route.fulfill(body=CHECKOUT_STAND_IN, content_type="application/javascript")
+
+    await page.expose_function("payWithRazorpay", pay)
+    await page.route("https://checkout.razorpay.com/**", checkout_script)
+    await sign_in(page, paying_server)
+    await page.get_by_role("link", name="Credits").click()
+    packs = page.locator("#packs")
+    await expect(packs).not_to_contain_text("Payments are off")
+    await expect(packs).to_contain_text("Your first purchase gets 20% extra credits")
+    await snap(page, "credits")
+    await packs.get_by_role("button", name="Buy 100 credits").click()
+    await expect(page.locator(".big")).to_have_text("140")  # 20 + 100 + the 20 % bonus
+    (options,) = seen
+    assert options["key"] == KEY_ID
+    assert options["amount"] == PRICING.packs[0].amount_paise
+    assert str(options["order_id"]).startswith("order_")
+    await expect(page.get_by_role("table")).to_contain_text("purchase")

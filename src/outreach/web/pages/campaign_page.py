@@ -79,7 +79,8 @@ async def _timeline_context(
     timeline = await tracking.timeline(session, campaign=campaign, address=email)
     return {
         "viewer": viewer(user),
-        "campaign": await campaign_views.campaign_out(session, campaign),
+        # Its name and id are all the page shows: plain values, not the counted view.
+        "campaign": {"id": str(campaign.id), "name": campaign.name},
         "timeline": timeline,
         "replied": any(entry.what == "replied" for entry in timeline.entries),
     }
