@@ -270,3 +270,31 @@ async def test_the_campaign_page_shows_its_emails_being_prepared(
     page = (await web_client.get(campaign_url)).text
     assert "Preparing the emails" not in page
     assert 'id="count-ready">6<' in page
+
+
+async def test_review_mode_emails_wait_on_the_page_until_approved(
+    web_client: httpx.AsyncClient, database: Database
+) -> None:
+    token, picked = await wizard_ready(web_client)
+    created = await web_client.post(
+        "/campaigns",
+        data={
+            "csrf_token": token,
+            "name": "Checked by hand",
+            "window_days": "2",
+            "review_mode": "on",
+            **picked,
+        },
+    )
+    campaign_url = created.headers["location"].removesuffix("/review")
+    await schedule_page(web_client, campaign_url, token)
+    await prepare_campaign_emails(database, uuid.UUID(campaign_url.rsplit("/", 1)[1]))
+    page = (await web_client.get(campaign_url)).text
+    assert 'id="count-awaiting_approval">6<' in page
+    assert "Approve waiting emails" in page
+    approved = await web_client.post(f"{campaign_url}/approve", data={"csrf_token": token})
+    assert approved.status_code == 303
+    page = (await web_client.get(campaign_url)).text
+    assert 'id="count-awaiting_approval">0<' in page
+    assert 'id="count-ready">6<' in page
+    assert "Approve waiting emails" not in page
