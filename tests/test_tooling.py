@@ -10,10 +10,12 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from typer.main import get_command
 
 from outreach.cli import app
+from tests.web import browser
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVICES = ("OUTREACH_TEST_DATABASE_URL", "OUTREACH_TEST_REDIS_URL")
@@ -59,6 +61,35 @@ def test_the_workflow_runs_the_steps_of_ci_run_with_the_same_services() -> None:
     # The PostgreSQL run of .ci/run sets both variables; the SQLite run sets neither.
     assert set(expected[1][1]) == set(TEST_SERVICES)
     assert expected[2][1] == {}
+
+
+def _first(lines: list[str], *needles: str) -> int:
+    return next(i for i, line in enumerate(lines) if any(n in line for n in needles))
+
+
+def test_both_ci_paths_have_chromium_before_the_first_test_run() -> None:
+    """The browser tests fail, not skip, under CI without Chromium: .ci/run (root)
+    installs it, the workflow (a non-root runner) uses sudo, both before testing."""
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert _first(script, "apt-get install -y chromium") < _first(script, "make test")
+    (job,) = workflow()["jobs"].values()
+    runs = [str(step.get("run", "")) for step in job["steps"]]
+    chromium = _first(runs, "chromium --version")
+    assert chromium < _first(runs, "make test")
+    assert "sudo" in runs[chromium]
+    assert "apt-get install -y -q chromium" in runs[chromium]
+
+
+def test_the_browser_tests_fail_under_ci_without_chromium(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Chromium is not installed"):
+        browser.chromium_path()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        browser.chromium_path()
 
 
 def test_the_workflow_has_postgres_and_redis_where_the_urls_point() -> None:

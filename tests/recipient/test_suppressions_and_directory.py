@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.models import AuditLog, UserRole
+from outreach.recipient.lists import ListNotFound
 from outreach.recipient.suppression import suppression_service
 from tests.conftest import create_user, make_client, sign_in, wait_for_jobs
 from tests.fakes.dns import FakeDNS
@@ -240,3 +242,35 @@ async def test_enrichment_job_for_a_list(
     assert job["counts"]["found"] == 18
     assert job["credits_charged"] - job["credits_refunded"] == 36
     assert await credit_service.get_balance(session, user_id=user_id) == 120 - 36
+
+
+async def test_the_enrichment_quote_of_a_list_is_what_starting_it_holds(
+    rclient: httpx.AsyncClient, ada: dict, fake_dns: FakeDNS, session: AsyncSession
+) -> None:
+    from outreach.credits.service import credit_service
+    from outreach.recipient.enrichment import enrichment_service
+
+    user_id = uuid.UUID(ada["id"])
+    fake_dns.add_mx("acme.com", "mx.acme.com")
+    rows = "a@x.org,Acme\nb@x.org,ACME\nc@x.org,\nd@x.org,Globex\n"  # Acme twice, one blank
+    listed = await imported(rclient, f"email,company\n{rows}".encode())
+    list_id = uuid.UUID(listed["id"])
+
+    quote = await enrichment_service.quote_list(session, user_id=user_id, list_id=list_id)
+
+    assert (quote.companies, quote.max_per_company, quote.per_address_found) == (2, 3, 2)
+    assert quote.held == 2 * 3 * 2
+    assert not quote.too_many
+    assert await credit_service.get_balance(session, user_id=user_id) == 20  # nothing charged
+    job = await enrichment_service.start_bulk(
+        session,
+        user_id=user_id,
+        companies=None,
+        list_id=list_id,
+        add_to_list_id=None,
+        idempotency_key="quoted",
+    )
+    assert job.credits_charged == quote.held
+    stranger = await create_user(session, "someone.else@example.com")
+    with pytest.raises(ListNotFound):
+        await enrichment_service.quote_list(session, user_id=stranger.id, list_id=list_id)

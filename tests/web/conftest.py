@@ -19,6 +19,13 @@ from outreach.app import create_app
 from outreach.config import Settings, use_settings
 from outreach.kit.db import Database
 from tests.conftest import make_client
+from tests.fakes.dns import FakeDNS, fake_dns, fake_dns_server  # noqa: F401
+from tests.fakes.razorpay import FakeRazorpay
+from tests.payment.conftest import (  # noqa: F401
+    fake_razorpay,
+    fake_razorpay_server,
+    with_razorpay,
+)
 from tests.web.browser import LiveServer, open_browser, serve
 
 GOOD = [
@@ -51,13 +58,20 @@ TEMPLATE_BODY = (
 
 
 @pytest.fixture
-def web_settings(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    """The test settings, with the development outbox allowed (emails become files)."""
+def web_settings(
+    settings: Settings,
+    tmp_path: Path,
+    fake_dns: FakeDNS,  # noqa: F811
+) -> Iterator[Settings]:
+    """The test settings, with the development outbox allowed (emails become files) and
+    domains resolved by the local fake DNS (verification and enrichment)."""
     changed = settings.model_copy(
         update={
             "allow_outbox_mailboxes": True,
             "outbox_path": tmp_path / "outbox",
             "gmail_client_secret": SecretStr("fake-gmail-client-secret"),
+            "dns_nameservers": [fake_dns.nameserver],
+            "dns_timeout_seconds": 1.0,
         }
     )
     yield changed
@@ -84,6 +98,22 @@ def csrf_of(page: httpx.Response) -> str:
     return found.group(1)
 
 
+def run_key_of(page: httpx.Response | str) -> str:
+    """The key a page put in its form that starts paid work (web.idempotency)."""
+    text = page if isinstance(page, str) else page.text
+    found = re.search(r'name="run_key" value="([^"]*)"', text)
+    assert found, "the page has no form with a run key"
+    return found.group(1)
+
+
+async def schedule_page(client: httpx.AsyncClient, campaign_url: str, token: str) -> httpx.Response:
+    """Press "Schedule" on the campaign's review page."""
+    review = await client.get(f"{campaign_url}/review")
+    return await client.post(
+        f"{campaign_url}/schedule", data={"csrf_token": token, "run_key": run_key_of(review)}
+    )
+
+
 async def sign_in_page(client: httpx.AsyncClient, email: str = "asha.rao@example.com") -> str:
     """Sign in through the development sign-in form; returns the CSRF token of home."""
     response = await client.post("/sign-in/dev", data={"email": email, "name": "Asha Rao"})
@@ -98,6 +128,17 @@ async def live_server(
     web_settings: Settings, committing_database: Database
 ) -> AsyncIterator[LiveServer]:
     async for server in serve(web_settings, committing_database):
+        yield server
+
+
+@pytest.fixture
+async def paying_server(
+    web_settings: Settings,
+    committing_database: Database,
+    fake_razorpay: FakeRazorpay,  # noqa: F811
+) -> AsyncIterator[LiveServer]:
+    """The live server with Razorpay test-mode keys, its API calls going to the fake."""
+    async for server in serve(with_razorpay(web_settings, fake_razorpay), committing_database):
         yield server
 
 

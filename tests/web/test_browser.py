@@ -12,9 +12,9 @@ from email.parser import BytesParser
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Locator, Page, Route, expect
 
-from outreach.campaign.tasks import send_due_emails
+from outreach.campaign.tasks import advance_sequences, send_due_emails
 from outreach.credits.pricing import Pricing
 from outreach.kit.clock import Clock
 from outreach.kit.db import Database
@@ -27,6 +27,8 @@ from outreach.recipient.schemas import RecipientCreate
 from outreach.template.schemas import TemplateCreate
 from outreach.template.service import template_service
 from tests.conftest import create_user
+from tests.fakes.dns import FakeDNS
+from tests.fakes.razorpay import KEY_ID, FakeRazorpay
 from tests.web.browser import LiveServer, snap
 from tests.web.conftest import GOOD, TEMPLATE_BODY, TEMPLATE_SUBJECT, contacts_csv
 
@@ -109,7 +111,7 @@ async def test_the_whole_journey_ends_with_six_emails_in_the_outbox(
         if len(list(outbox.glob("*/*.eml"))) >= 6:
             break
         frozen_clock.freeze(frozen_clock.now() + timedelta(minutes=5))
-    await page.reload()
+    # No reload: the page refreshes its counts by itself while the campaign sends.
     await expect(page.locator("#count-sent")).to_have_text("6")
     await snap(page, "campaign")
 
@@ -211,3 +213,241 @@ async def test_scheduling_without_enough_credits_shows_the_shortfall_and_the_pac
     await snap(page, "schedule-short")
     await page.get_by_role("link", name="Home").click()
     await expect(page.locator("#balance")).to_have_text("2")  # nothing was charged
+
+
+async def seeded_sender(database: Database, *, balance: int) -> None:
+    """A user with an outbox mailbox and the six good contacts as a ready list."""
+    async with database.session() as session:
+        user = await create_user(session, SENDER, balance=balance)
+        await mailbox_service.create_outbox_mailbox(
+            session, user=user, data=OutboxMailboxCreate(address=SENDER)
+        )
+        leads = await list_service.create_list(session, user_id=user.id, name="Data leads")
+        people = [RecipientCreate(email=g[0], first_name=g[1], company=g[2]) for g in GOOD]
+        await list_service.add_recipients(session, recipient_list=leads, items=people)
+
+
+async def send_everything_due(frozen_clock: Clock, outbox: Path, expected: int) -> None:
+    """The scheduler's send tick, moving the clock as time would."""
+    for _ in range(60):
+        await send_due_emails()
+        if len(list(outbox.glob("*/*.eml"))) >= expected:
+            return
+        frozen_clock.freeze(frozen_clock.now() + timedelta(minutes=5))
+    raise AssertionError(f"fewer than {expected} emails were sent")
+
+
+async def test_follow_ups_from_an_ai_draft_to_a_reply_marked_by_hand(
+    page: Page, live_server: LiveServer, committing_database: Database, frozen_clock: Clock
+) -> None:
+    await seeded_sender(committing_database, balance=100)
+    await sign_in(page, live_server)
+
+    await page.get_by_role("link", name="Templates").click()
+    await page.get_by_role("link", name="Draft one with AI").click()
+    await expect(page.locator("#writer")).to_contain_text("The built-in writer")
+    await expect(page.locator("#draft-cost")).to_contain_text("A draft costs 2 credits")
+    await page.get_by_label("Template name").fill("Data intro")
+    await page.get_by_label("The role you want").fill("Data Engineer")
+    await page.get_by_label("Tone").select_option("direct")
+    await snap(page, "template-draft")
+    await page.get_by_role("button", name="Write the draft for 2 credits").click()
+    await expect(page.get_by_role("status")).to_contain_text("Draft written and saved (2 credits)")
+    await expect(page.locator("#writer")).to_contain_text("the built-in writer (no AI")
+    await expect(page.get_by_label("Subject")).to_have_value("Data Engineer: quick question")
+
+    await page.get_by_role("link", name="Campaigns").click()
+    await page.get_by_role("link", name="New campaign").click()
+    await page.get_by_label("Campaign name").fill("Data leads with a nudge")
+    await page.get_by_label("Minutes between two emails").fill("0")
+    followup = page.locator("fieldset.followup").first
+    await followup.get_by_label("Template", exact=True).select_option(label="Data intro")
+    await followup.get_by_label("Business days after the previous email").fill("2")
+    await page.get_by_role("button", name="Preview the campaign").click()
+    # Refused: the API's own words, how to fix it here, focus on the message, form kept.
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("This mailbox cannot see replies")
+    await expect(alert).to_contain_text("follow-ups would reach people who already answered")
+    await expect(page.locator("#reply-detection-fix")).to_be_visible()
+    await expect(page.locator("#problem")).to_be_focused()
+    await expect(page.get_by_label("Campaign name")).to_have_value("Data leads with a nudge")
+    await expect(followup.get_by_label("Template", exact=True)).to_have_value(re.compile(".+"))
+    await expect(followup.get_by_label("Business days after the previous email")).to_have_value("2")
+    await snap(page, "campaign-new-refused")
+    await page.get_by_label("Send follow-ups even though this mailbox cannot see replies").check()
+    await page.get_by_role("button", name="Preview the campaign").click()
+
+    await expect(page.locator("#to-send")).to_have_text("6")
+    await expect(page.locator("#cost")).to_have_text("12")
+    await expect(page.locator("#followup-plan")).to_contain_text(
+        "Follow-up 1 (Data intro): 2 business days after the first email went out"
+    )
+    await expect(page.locator("#checks")).to_contain_text("is the file outbox")
+    await expect(page.locator("#first-send")).to_have_text("25 Nov 2026, 09:00 UTC")
+    await snap(page, "campaign-review-followups")
+    await page.get_by_role("button", name="Schedule 6 people (12 emails) for 12 credits").click()
+    await expect(page.locator("#count-waiting")).to_have_text("6")
+
+    await send_everything_due(frozen_clock, live_server.settings.outbox_path, 6)
+    await expect(page.locator("#count-sent")).to_have_text("6")  # the live refresh
+    assert await advance_sequences() == 6  # the follow-ups get their time and thread
+    ravi = GOOD[0][0]
+    await page.get_by_label("Their email address").fill(ravi)
+    await page.get_by_role("button", name="Mark as replied").click()
+    await expect(page.get_by_role("status")).to_contain_text(
+        "Marked as replied; 1 follow-up(s) cancelled and refunded."
+    )
+    statuses = page.locator("#timeline tbody .status")
+    await expect(statuses).to_have_text(["sent", "replied", "cancelled"])
+    await snap(page, "timeline")
+    await page.get_by_role("link", name="Back to Data leads with a nudge").click()
+    await expect(page.locator("#answer-replied")).to_have_text("1")
+    first = page.locator("#step-stats").get_by_role("row", name=re.compile("^First email"))
+    await expect(first).to_contain_text("6")
+    await snap(page, "campaign-answers")
+    await page.get_by_role("link", name="Home").click()
+    await expect(page.locator("#balance")).to_have_text(str(100 - 2 - 12 + 1))  # one refunded
+
+
+async def tab_to(page: Page, target: Locator, limit: int = 80) -> None:
+    """Press Tab until ``target`` has the focus (it is in the tab order), and check the
+    focus ring shows."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await target.evaluate("el => el === document.activeElement"):
+            ring = await target.evaluate(
+                "el => [getComputedStyle(el).outlineStyle, getComputedStyle(el).outlineWidth]"
+            )
+            assert ring[0] != "none", ring
+            assert float(ring[1].removesuffix("px")) >= 2, ring
+            return
+    raise AssertionError(f"{target} cannot be reached with the Tab key")
+
+
+async def test_the_pages_work_with_the_keyboard_alone(page: Page, live_server: LiveServer) -> None:
+    await page.goto(live_server.url + "/sign-in")
+    await page.keyboard.press("Tab")  # the first stop: skip to the content
+    skip = page.get_by_role("link", name="Skip to content")
+    await expect(skip).to_be_focused()
+    assert (await skip.bounding_box() or {"x": -1})["x"] >= 0  # shown when focused
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#main")).to_be_focused()
+
+    await tab_to(page, page.get_by_label("Email address"))
+    await page.keyboard.type(SENDER)
+    await tab_to(page, page.get_by_label("Your name (optional)"))
+    await page.keyboard.type("Asha Rao")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Hello, Asha Rao")).to_be_visible()
+
+    await tab_to(page, page.get_by_role("link", name="Mailboxes"))
+    await page.keyboard.press("Enter")
+    await tab_to(page, page.locator("#o-address"))
+    await page.keyboard.type(SENDER)
+    await tab_to(page, page.get_by_role("button", name="Add outbox"))
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("cell", name=re.compile("Outbox"))).to_be_visible()
+
+    await tab_to(page, page.get_by_role("link", name="Templates"))
+    await page.keyboard.press("Enter")
+    await tab_to(page, page.get_by_role("link", name="New template"))
+    await page.keyboard.press("Enter")
+    await tab_to(page, page.get_by_label("Template name"))
+    await page.keyboard.type("Keyboard intro")
+    await tab_to(page, page.get_by_label("Subject"))
+    await page.keyboard.type("Hello")
+    await tab_to(page, page.get_by_label("Email text"))
+    await page.keyboard.type("Hi, I admire ")
+    await tab_to(page, page.get_by_role("button", name="company", exact=True))
+    await page.keyboard.press("Enter")  # the picker puts {{ company }} at the cursor
+    await expect(page.get_by_label("Email text")).to_have_value("Hi, I admire {{ company }}")
+    await expect(page.get_by_label("Email text")).to_be_focused()
+    await tab_to(page, page.get_by_role("button", name="Save template"))
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status")).to_contain_text("Saved as version 1")
+
+    await tab_to(page, page.get_by_role("link", name="Campaigns"))
+    await page.keyboard.press("Enter")
+    await tab_to(page, page.get_by_role("link", name="New campaign"))
+    await page.keyboard.press("Enter")
+    await tab_to(page, page.get_by_label("Campaign name"))
+    await page.keyboard.type("Keyboard campaign")
+    saturday = page.get_by_label("Sat")
+    await tab_to(page, saturday)
+    await page.keyboard.press("Space")
+    await expect(saturday).to_be_checked()
+    await tab_to(page, page.get_by_role("button", name="Preview the campaign"))
+    await page.keyboard.press("Enter")  # no list yet: refused, said, and the form kept
+    await expect(page.locator("#problem")).to_be_focused()
+    await expect(page.get_by_label("Campaign name")).to_have_value("Keyboard campaign")
+    await expect(page.get_by_label("Sat")).to_be_checked()
+
+
+async def test_enrichment_shows_what_it_holds_then_what_it_found(
+    page: Page,
+    live_server: LiveServer,
+    committing_database: Database,
+    fake_dns: FakeDNS,
+    tmp_path: Path,
+) -> None:
+    fake_dns.add_mx("acme.com", "mx.acme.com")
+    async with committing_database.session() as session:
+        await create_user(session, SENDER, balance=100)
+    await sign_in(page, live_server)
+    await upload_list(page, tmp_path)
+    ahead = page.locator("#enrich-cost-ahead")
+    await expect(ahead).to_contain_text("each of the 6 companies")
+    await expect(ahead).to_contain_text("Starting holds 36 credits")
+    await snap(page, "list-enrich")
+    await page.get_by_role("button", name="Find addresses for up to 36 credits").click()
+    await expect(page.locator("#enrich-status")).to_have_text("completed")
+    await expect(page.locator("#enrich-found")).to_have_text("3")
+    await expect(page.locator("#enrich-cost")).to_have_text("6")
+    await expect(page.locator("#enrich-results")).to_contain_text("careers@acme.com")
+    await snap(page, "list-enriched")
+    await page.get_by_role("link", name="Home").click()
+    await expect(page.locator("#balance")).to_have_text("94")
+
+
+# Razorpay Checkout, as the page loads it, played by the test: `open()` asks the test
+# to make the payment (as the customer would in Razorpay's window) and hands the
+# signed answer to the page's handler, as Checkout does.
+CHECKOUT_STAND_IN = """
+window.Razorpay = function (options) {
+  this.open = async () => {
+    const answer = await window.payWithRazorpay(options);
+    options.handler(answer);
+  };
+};
+"""
+
+
+async def test_buying_a_pack_with_test_keys_goes_through_checkout_and_adds_the_credits(
+    page: Page, paying_server: LiveServer, fake_razorpay: FakeRazorpay
+) -> None:
+    seen: list[dict[str, object]] = []
+
+    def pay(options: dict[str, object]) -> dict[str, str]:
+        seen.append(options)
+        order_id = str(options["order_id"])
+        payment = fake_razorpay.pay(order_id)
+        return fake_razorpay.checkout_response(order_id, payment["id"])
+
+    async def checkout_script(route: Route) -> None:
+        await route.fulfill(body=CHECKOUT_STAND_IN, content_type="application/javascript")
+
+    await page.expose_function("payWithRazorpay", pay)
+    await page.route("https://checkout.razorpay.com/**", checkout_script)
+    await sign_in(page, paying_server)
+    await page.get_by_role("link", name="Credits").click()
+    packs = page.locator("#packs")
+    await expect(packs).not_to_contain_text("Payments are off")
+    await expect(packs).to_contain_text("Your first purchase gets 20% extra credits")
+    await snap(page, "credits")
+    await packs.get_by_role("button", name="Buy 100 credits").click()
+    await expect(page.locator(".big")).to_have_text("140")  # 20 + 100 + the 20 % bonus
+    (options,) = seen
+    assert options["key"] == KEY_ID
+    assert options["amount"] == PRICING.packs[0].amount_paise
+    assert str(options["order_id"]).startswith("order_")
+    await expect(page.get_by_role("table")).to_contain_text("purchase")

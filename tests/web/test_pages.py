@@ -9,13 +9,23 @@ import uuid
 from urllib.parse import quote
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outreach.config import Settings
 from outreach.demo import samples
 from outreach.models import Mailbox, Template, User
+from outreach.web.pages import account
 from tests.conftest import wait_for_jobs
-from tests.web.conftest import TEMPLATE_BODY, TEMPLATE_SUBJECT, contacts_csv, csrf_of, sign_in_page
+from tests.web.conftest import (
+    TEMPLATE_BODY,
+    TEMPLATE_SUBJECT,
+    contacts_csv,
+    csrf_of,
+    schedule_page,
+    sign_in_page,
+)
 
 PAGES = [
     "/",
@@ -311,7 +321,7 @@ async def test_a_campaign_is_scheduled_paused_resumed_and_cancelled_from_its_pag
         "/campaigns", data={"csrf_token": token, "name": "Leads", "window_days": "2", **chosen}
     )
     campaign_url = created.headers["location"].removesuffix("/review")
-    scheduled = await web_client.post(f"{campaign_url}/schedule", data={"csrf_token": token})
+    scheduled = await schedule_page(web_client, campaign_url, token)
     assert scheduled.headers["location"] == campaign_url
     await wait_for_jobs()
     for action, status in (("pause", "paused"), ("resume", "scheduled"), ("cancel", "cancelled")):
@@ -340,3 +350,34 @@ async def test_a_suppression_is_added_shown_and_removed(web_client: httpx.AsyncC
     removed = await web_client.post(found.group(1), data={"csrf_token": token})
     assert removed.status_code == 303
     assert "old.contact@globex.example" not in (await web_client.get("/suppressions")).text
+
+
+async def test_an_unexpected_failure_is_a_page_in_words_with_its_reference(
+    web_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sign_in_page(web_client)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("internal detail nobody should see")
+
+    monkeypatch.setattr(account, "onboarding_status", broken)
+    response = await web_client.get("/")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in response.text
+    assert f"quote {response.headers['x-request-id']}" in response.text
+    for leak in ("Traceback", "RuntimeError", "internal detail"):
+        assert leak not in response.text
+
+
+async def test_an_upload_over_the_size_limit_is_refused_in_words(
+    web_client: httpx.AsyncClient, web_settings: Settings
+) -> None:
+    token = await sign_in_page(web_client)
+    huge = b"email\n" + b"x@example.com\n" * (web_settings.max_body_bytes // 14 + 1)
+    response = await web_client.post(
+        "/lists", data={"csrf_token": token}, files={"file": ("big.csv", huge, "text/csv")}
+    )
+    assert response.status_code == 413
+    assert "text/html" in response.headers["content-type"]
+    assert f"the request body is larger than {web_settings.max_body_bytes} bytes" in response.text

@@ -18,6 +18,7 @@ from outreach.credits.service import credit_service
 from outreach.kit.clock import Clock
 from outreach.models import Campaign, Mailbox, MailboxStatus
 from outreach.models.campaign import CampaignStatus
+from outreach.workflow.outreach_plan import outreach_plan_with_preview
 from tests.campaign.test_flow import MONDAY_0830_IST, setup_campaign
 from tests.fakes.openai import FAKE_API_KEY, FAKE_MODEL, FakeOpenAI
 
@@ -110,6 +111,31 @@ async def test_blocking_checks_skip_the_preview(
     assert plan["schedule"] is None
     assert plan["audience"]["to_send"] is None
     assert plan["cost"] == {"credit_cost": None, "credit_balance": 20, "shortfall": 0}
+
+
+async def test_the_plan_hands_back_its_preview_with_as_many_emails_as_asked(
+    client: httpx.AsyncClient, session: AsyncSession, frozen_clock: Clock
+) -> None:
+    frozen_clock.freeze(MONDAY_0830_IST - timedelta(hours=1))
+    ctx = await setup_campaign(client, session)
+    campaign = await session.get(Campaign, uuid.UUID(ctx["campaign"]["id"]))
+    assert campaign is not None
+
+    plan, preview = await outreach_plan_with_preview(
+        session, user=ctx["user"], campaign=campaign, preview_limit=2
+    )
+
+    assert preview is not None
+    assert [e.to for e in preview.emails] == ["ravi@acme.com", "meera@globex.com"]
+    assert plan.schedule == preview.schedule  # one planner run for both
+    assert plan.audience.to_send == preview.to_send == 3
+    ctx["mailbox"].status = MailboxStatus.revoked
+    await session.flush()
+    blocked, nothing = await outreach_plan_with_preview(
+        session, user=ctx["user"], campaign=campaign, preview_limit=2
+    )
+    assert nothing is None
+    assert blocked.ready is False
 
 
 async def test_a_scheduled_campaign_is_not_ready(

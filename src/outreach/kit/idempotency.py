@@ -122,9 +122,18 @@ async def _request_hash(request: Request) -> str:
 
 
 async def claim_idempotency_key(
-    request: Request, session: AsyncSession, *, caller: str, required: bool, ttl: timedelta
+    request: Request,
+    session: AsyncSession,
+    *,
+    caller: str,
+    required: bool,
+    ttl: timedelta,
+    request_hash: str | None = None,
 ) -> IdempotencyContext | None:
-    """Check the request's key; replay, refuse, or claim it for this transaction."""
+    """Check the request's key; replay, refuse, or claim it for this transaction.
+
+    ``request_hash`` stands for the request's own (method, path, query, body) when the
+    body was already read as a form: a web page hashes the fields it submitted."""
     key = request.headers.get(HEADER)
     if key is None:
         if required:
@@ -142,7 +151,7 @@ async def claim_idempotency_key(
         )
         if not locked:
             raise IdempotencyKeyInFlight("retry once the first request has finished")
-    request_hash = await _request_hash(request)
+    request_hash = request_hash or await _request_hash(request)
     stored = await session.scalar(
         select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
     )

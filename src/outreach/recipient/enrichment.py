@@ -126,6 +126,26 @@ class EnrichProgress:
         return self.done >= self.total
 
 
+@dataclass(frozen=True)
+class EnrichQuote:
+    """What enriching a list's companies costs, told before it starts."""
+
+    companies: int  # distinct company names on the list
+    max_per_company: int  # addresses kept (and credits held) per company at most
+    per_address_found: int  # credits each address found finally costs
+    held: int  # credits held when the run starts; the part not found is refunded
+
+    @property
+    def too_many(self) -> bool:
+        return self.companies > get_settings().enrich_max_companies
+
+
+def _held(companies: int) -> int:
+    settings = get_settings()
+    price = pricing_from_settings(settings).enrich_per_address_found
+    return companies * settings.enrich_max_candidates * price
+
+
 class EnrichmentService:
     # The steps ------------------------------------------------------------------
 
@@ -232,7 +252,6 @@ class EnrichmentService:
             target = await list_service.get_list(session, user_id=user_id, list_id=add_to_list_id)
             if target.status != ListStatus.ready:
                 raise ListNotReady("the list to add to is still importing")
-        price = pricing_from_settings(settings).enrich_per_address_found
         job = VerificationJob(
             id=uuid.uuid4(),
             user_id=user_id,
@@ -240,7 +259,7 @@ class EnrichmentService:
             status=VerificationJobStatus.queued.value,
             list_id=list_id,
             total=len(companies),
-            credits_charged=len(companies) * settings.enrich_max_candidates * price,
+            credits_charged=_held(len(companies)),
             counts={},
             results=[],
             input={"companies": companies, "add_to_list_id": str(add_to_list_id or "") or None},
@@ -262,6 +281,21 @@ class EnrichmentService:
         else:
             enqueue_after_commit(session, ENRICH_JOB, job_id=str(job.id))
         return job
+
+    async def quote_list(
+        self, session: AsyncSession, *, user_id: uuid.UUID, list_id: uuid.UUID
+    ) -> EnrichQuote:
+        """What :meth:`start_bulk` on this list would hold, and what a find costs; nothing
+        is charged. Another user's list is not found."""
+        source = await list_service.get_list(session, user_id=user_id, list_id=list_id)
+        companies = len(await self._companies_of(session, source.id))
+        settings = get_settings()
+        return EnrichQuote(
+            companies=companies,
+            max_per_company=settings.enrich_max_candidates,
+            per_address_found=pricing_from_settings(settings).enrich_per_address_found,
+            held=_held(companies),
+        )
 
     async def _companies_of(
         self, session: AsyncSession, list_id: uuid.UUID

@@ -19,12 +19,18 @@ from outreach.models import User
 from outreach.web.rendering import CSRF_FIELD, SignInFirst
 
 
+def with_header(request: Request, name: str, value: str) -> Request:
+    """The same request with one header set, as an API client would send it (a form
+    cannot set headers)."""
+    header = name.lower().encode()
+    headers = [(k, v) for k, v in request.scope["headers"] if k != header]
+    scope = {**request.scope, "headers": [*headers, (header, value.encode())]}
+    return Request(scope, request.receive)
+
+
 def with_form_token(request: Request, token: str) -> Request:
     """The same request, with the form's token in the CSRF header."""
-    header = CSRF_HEADER.lower().encode()
-    headers = [(k, v) for k, v in request.scope["headers"] if k != header]
-    scope = {**request.scope, "headers": [*headers, (header, token.encode())]}
-    return Request(scope, request.receive)
+    return with_header(request, CSRF_HEADER, token)
 
 
 async def page_user(request: Request, session: SessionDep) -> User:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
 
 from outreach.auth.dependencies import request_csrf_token
 from outreach.kit.errors import AppError, FieldError, Problem, Unauthorized, Unprocessable
+from outreach.kit.idempotency import IdempotentReplay
+from outreach.kit.logging import get_logger
 from outreach.kit.routing import ApiRoute
+from outreach.kit.sentry import report_request_error
 
+log = get_logger("outreach.web")
 HERE = Path(__file__).parent
 CSRF_FIELD = "csrf_token"  # a form cannot send a header: the token rides in this field
 SECRET_FIELDS = {"password", CSRF_FIELD}  # never typed back into a page
@@ -87,8 +93,17 @@ def render(
     return templates.TemplateResponse(request, name, values, status_code=status)
 
 
-def parse_form(schema: type[BaseModel], data: Mapping[str, Any]) -> Any:
-    """The API's own request schema, filled from a form; a bad field is a 422 naming it."""
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(map(str, loc))
+
+
+def parse_form(
+    schema: type[BaseModel],
+    data: Mapping[str, Any],
+    name: Callable[[tuple[str | int, ...]], str] = _dotted,
+) -> Any:
+    """The API's own request schema, filled from a form; a bad field is a 422 naming it
+    (``name`` says a field's location in the form's words, e.g. "follow-up 1")."""
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
@@ -96,7 +111,7 @@ def parse_form(schema: type[BaseModel], data: Mapping[str, Any]) -> Any:
             FieldError(loc=[str(p) for p in e["loc"]], message=e["msg"], type=e["type"])
             for e in exc.errors()
         ]
-        detail = "; ".join(f"{'.'.join(map(str, e.loc)) or 'form'}: {e.message}" for e in errors)
+        detail = "; ".join(f"{name(tuple(e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors())
         raise FormInvalid(detail, errors=errors) from exc
 
 
@@ -124,6 +139,11 @@ def _error_page(request: Request, error: AppError) -> Response:
     return render(request, "error.html", {"problem": problem_of(error)}, status=error.status)
 
 
+def _problem_page(request: Request, status: int, title: str, detail: str) -> Response:
+    problem = Problem(title=title, status=status, code="page_error", detail=detail)
+    return render(request, "error.html", {"problem": problem}, status=status)
+
+
 class PageRoute(ApiRoute):
     """A page: a refusal becomes HTML (after the rollback), never problem+json or a trace."""
 
@@ -132,7 +152,15 @@ class PageRoute(ApiRoute):
 
         async def page_handler(request: Request) -> Response:
             try:
-                return await handler(request)
+                # FastAPI closes function-scoped dependencies (the request's unit of
+                # work) in a stack around this whole handler, which would see the page
+                # rendered instead of the refusal and commit. This inner stack closes
+                # them with the exception first: a refused page rolls back.
+                async with AsyncExitStack() as function_stack:
+                    request.scope["fastapi_function_astack"] = function_stack
+                    return await handler(request)
+            except IdempotentReplay as replay:  # a form sent again: its first answer
+                return replay.to_response()
             except (SignInFirst, Unauthorized):
                 return _sign_in_redirect(request)
             except FormRefused as refused:
@@ -146,6 +174,25 @@ class PageRoute(ApiRoute):
             except RequestValidationError as exc:
                 fields = "; ".join(str(e.get("msg")) for e in exc.errors()[:3])
                 return _error_page(request, FormInvalid(fields or "the request was not valid"))
+            except HTTPException as exc:  # e.g. an upload over the body limit (413)
+                return _problem_page(request, exc.status_code, "Not done", str(exc.detail))
+            except (OperationalError, InterfaceError) as exc:
+                log.error("database unavailable", error=str(exc).splitlines()[0][:300])
+                detail = "the database could not be reached; nothing was changed, retry shortly"
+                return _problem_page(request, 503, "Database unavailable", detail)
+            except Exception as exc:
+                # As the request middleware does for the API: the trace to the log and
+                # the error report, the person a page in words with the request's id.
+                log.exception("unhandled error on a page", exc_info=exc)
+                request_id = str(getattr(request.state, "request_id", ""))
+                report_request_error(
+                    exc, request_id=request_id, user_id=getattr(request.state, "user_id", None)
+                )
+                detail = (
+                    "something went wrong on our side and nothing was changed; try again, "
+                    f"and quote {request_id} if it keeps happening"
+                )
+                return _problem_page(request, 500, "Something went wrong", detail)
 
         return page_handler
 

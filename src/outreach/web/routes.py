@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from outreach.web.pages import (
     account,
+    campaign_page,
     campaigns,
     lists,
     mailboxes,
@@ -22,6 +23,18 @@ def install_web(app: FastAPI) -> None:
     """The pages live beside the API (same process, cookie and CSRF rules); they are
     not part of the OpenAPI document."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    pages = (account, mailboxes, resume, lists, suppressions, templates, campaigns, settings)
+    # campaigns before campaign_page: its /campaigns/{id}/schedule before the page's
+    # /campaigns/{id}/{action}.
+    pages = (
+        account,
+        mailboxes,
+        resume,
+        lists,
+        suppressions,
+        templates,
+        campaigns,
+        campaign_page,
+        settings,
+    )
     for module in pages:
         app.include_router(module.router)

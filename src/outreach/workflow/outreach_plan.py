@@ -59,6 +59,7 @@ class PlanContext:
     session: AsyncSession
     user: User
     campaign: Campaign
+    preview_limit: int = 1  # emails the preview renders (the web review page shows 3)
 
 
 class PlanState(TypedDict, total=False):
@@ -161,7 +162,10 @@ async def run_preview(state: PlanState, runtime: Runtime[PlanContext]) -> PlanSt
     context = runtime.context
     try:
         preview = await campaign_views.preview(
-            context.session, user=context.user, campaign=context.campaign, limit=1
+            context.session,
+            user=context.user,
+            campaign=context.campaign,
+            limit=context.preview_limit,
         )
     except AppError as exc:  # e.g. a window the planner cannot use
         return {"checks": [_check("audience", "fail", str(exc))], "preview": None}
@@ -291,9 +295,20 @@ outreach_plan_graph = build_outreach_plan_graph().compile()
 async def outreach_plan(session: AsyncSession, *, user: User, campaign: Campaign) -> OutreachPlan:
     """Readiness checks, risks, projected schedule and suggestions for ``campaign``
     (the caller has checked it is the user's)."""
+    plan, _ = await outreach_plan_with_preview(session, user=user, campaign=campaign)
+    return plan
+
+
+async def outreach_plan_with_preview(
+    session: AsyncSession, *, user: User, campaign: Campaign, preview_limit: int = 1
+) -> tuple[OutreachPlan, PreviewOut | None]:
+    """The plan and the preview it was built on (None when a blocking check failed),
+    with ``preview_limit`` emails rendered: one run of the planner for a page that shows
+    both the plan and the first emails."""
     result = await outreach_plan_graph.ainvoke(
         {"checks": [], "risks": [], "suggestions": []},
-        context=PlanContext(session, user, campaign),
+        context=PlanContext(session, user, campaign, preview_limit),
     )
     plan: OutreachPlan = result["plan"]
-    return plan
+    preview: PreviewOut | None = result.get("preview")
+    return plan, preview

@@ -1,4 +1,5 @@
-"""Recipient lists: upload with live progress, the row errors, the recipients."""
+"""Recipient lists: upload with live progress, the row errors, the recipients,
+verification and enrichment (each with its cost shown before it starts)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from outreach.credits.service import credit_service
 from outreach.kit.db import SessionDep
 from outreach.models import ListKind, User, VerificationJobKind
 from outreach.recipient.endpoints.common import job_out, list_out
+from outreach.recipient.enrichment import enrichment_service
 from outreach.recipient.importing import import_service
 from outreach.recipient.lists import list_service
 from outreach.recipient.schemas import ImportErrorOut, RecipientOut
 from outreach.recipient.verification import verification_service
 from outreach.web.auth import FormUser, PageForm, PageUser
+from outreach.web.idempotency import answered, claim_form_key
 from outreach.web.pages.common import first_page, page_router, viewer
 from outreach.web.rendering import FormInvalid, refused_form, render, see_other, typed_values
 
@@ -70,8 +73,10 @@ async def list_page(
     user: PageUser,
     session: SessionDep,
     job: uuid.UUID | None = None,
+    enrich: uuid.UUID | None = None,
 ) -> Response:
-    return render(request, "list.html", await _list_context(request, session, user, list_id, job))
+    context = await _list_context(request, session, user, list_id, job, enrich)
+    return render(request, "list.html", context)
 
 
 @router.post("/lists/{list_id}/verify")
@@ -79,16 +84,36 @@ async def verify_list(
     request: Request, list_id: uuid.UUID, user: FormUser, session: SessionDep, form: PageForm
 ) -> Response:
     """Bulk verification after the cost was shown; the form's key makes a second click
-    the same job (the API's Idempotency-Key, carried by the form)."""
-    context = await _list_context(request, session, user, list_id, None)
+    the same job (web.idempotency)."""
+    context = await _list_context(request, session, user, list_id, None, None)
     async with refused_form("list.html", context):
-        key = form.get("verify_key")
-        if not isinstance(key, str) or not key:
-            raise FormInvalid("the form lost its key; reload the page and try again")
+        claimed = await claim_form_key(request, session, user, form)
         job = await verification_service.start_bulk(
-            session, user_id=user.id, list_id=list_id, emails=None, idempotency_key=key
+            session, user_id=user.id, list_id=list_id, emails=None, idempotency_key=claimed.key
         )
-    return see_other(f"/lists/{list_id}?job={job.id}#verification")
+    return await answered(claimed, see_other(f"/lists/{list_id}?job={job.id}#verification"))
+
+
+@router.post("/lists/{list_id}/enrich")
+async def enrich_list(
+    request: Request, list_id: uuid.UUID, user: FormUser, session: SessionDep, form: PageForm
+) -> Response:
+    """Find addresses at the list's companies, after the held credits were shown; the
+    same service call as ``POST /v1/enrich/bulk``, once per form (web.idempotency)."""
+    context = await _list_context(request, session, user, list_id, None, None)
+    context["values"] = typed_values(form)
+    async with refused_form("list.html", context):
+        claimed = await claim_form_key(request, session, user, form)
+        add_here = form.get("add_to_list") == "on"
+        job = await enrichment_service.start_bulk(
+            session,
+            user_id=user.id,
+            companies=None,
+            list_id=list_id,
+            add_to_list_id=list_id if add_here else None,
+            idempotency_key=claimed.key,
+        )
+    return await answered(claimed, see_other(f"/lists/{list_id}?enrich={job.id}#enrichment"))
 
 
 async def _list_context(
@@ -97,6 +122,7 @@ async def _list_context(
     user: User,
     list_id: uuid.UUID,
     job_id: uuid.UUID | None,
+    enrich_id: uuid.UUID | None,
 ) -> dict[str, Any]:
     found = await list_service.get_list(session, user_id=user.id, list_id=list_id)
     errors, more_errors = await list_service.list_errors(
@@ -110,6 +136,11 @@ async def _list_context(
         job = await verification_service.get_job(
             session, user_id=user.id, job_id=job_id, kind=VerificationJobKind.verify.value
         )
+    enrich_job = None
+    if enrich_id is not None:
+        enrich_job = await verification_service.get_job(
+            session, user_id=user.id, job_id=enrich_id, kind=VerificationJobKind.enrich.value
+        )
     return {
         "viewer": viewer(user),
         "list": list_out(found, await list_service.count_recipients(session, list_id=found.id)),
@@ -119,6 +150,14 @@ async def _list_context(
         "more_items": more_items is not None,
         "job": job_out(job) if job is not None else None,
         "verify_key": f"web-verify:{uuid.uuid4()}",
+        "enrich_key": f"web-enrich:{uuid.uuid4()}",
+        "enrich_job": job_out(enrich_job, with_results=True) if enrich_job else None,
+        # Only a ready list can be enriched; while it imports the page refreshes often.
+        "enrich_quote": await enrichment_service.quote_list(
+            session, user_id=user.id, list_id=found.id
+        )
+        if found.status.value == "ready"
+        else None,
         "verify_price": pricing_from_settings(request.app.state.settings).verify_per_address,
         "balance": await credit_service.get_balance(session, user_id=user.id),
     }

@@ -1,4 +1,5 @@
-"""Templates: the editor with its variable picker and a live preview against a list row."""
+"""Templates: the editor with its variable picker and a live preview against a list
+row, and the AI draft (the configured model, or the built-in writer, said which)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,29 @@ from typing import Any
 from fastapi import Request, Response
 
 from outreach.campaign.audience import recipient_fields
+from outreach.credits.pricing import pricing_from_settings
+from outreach.credits.service import credit_service
 from outreach.kit.db import SessionDep
 from outreach.kit.errors import AppError
+from outreach.kit.idempotency import HEADER as IDEMPOTENCY_HEADER
+from outreach.llm.service import llm_service
 from outreach.models import User
 from outreach.recipient.endpoints.common import list_out
 from outreach.recipient.lists import list_service
+from outreach.resume.service import ResumeNotFound, resume_service
+from outreach.template import endpoints as templates_api
 from outreach.template.endpoints import template_out
+from outreach.template.generation import GenerateRequest
 from outreach.template.profile import sender_profile
 from outreach.template.schemas import TemplateCreate, TemplateUpdate
 from outreach.template.service import SAMPLE_RECIPIENT, check_content, template_service
 from outreach.template.variables import available_variables
-from outreach.web.auth import FormUser, PageForm, PageUser
+from outreach.web.auth import FormUser, PageForm, PageUser, with_header
+from outreach.web.idempotency import answered, claim_form_key
 from outreach.web.pages.common import first_page, page_router, viewer
 from outreach.web.pages.lists import secret
 from outreach.web.rendering import (
+    FormInvalid,
     as_uuid,
     parse_form,
     problem_of,
@@ -82,6 +92,55 @@ async def create_template(
         data = parse_form(TemplateCreate, _content(form))
         template, _ = await template_service.create(session, user=user, data=data)
     return see_other(_saved_url(template.id, form))
+
+
+async def _draft_context(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
+    """Who writes the draft (the configured model, or the built-in writer), what it
+    costs, and which resume it leans on."""
+    settings = request.app.state.settings
+    try:
+        resume, _ = await resume_service.latest(session, user=user)
+        resume_name: str | None = resume.file_name
+    except ResumeNotFound:
+        resume_name = None
+    return {
+        "viewer": viewer(user),
+        "model": settings.llm_model if llm_service.configured(settings) else None,
+        "price": pricing_from_settings(settings).ai_template,
+        "balance": await credit_service.get_balance(session, user_id=user.id),
+        "resume_name": resume_name,
+        "run_key": f"web-draft:{uuid.uuid4()}",
+    }
+
+
+@router.get("/templates/draft")
+async def draft_page(request: Request, user: PageUser, session: SessionDep) -> Response:
+    context = await _draft_context(request, session, user)
+    values = {"tone": "warm", "length": "short"}
+    return render(request, "template_draft.html", {**context, "values": values})
+
+
+@router.post("/templates/draft")
+async def write_draft(
+    request: Request, user: FormUser, session: SessionDep, form: PageForm
+) -> Response:
+    """``POST /v1/templates/generate`` with ``save_as`` (the endpoint itself; the form's
+    key makes a resent form the same draft, charged once), then the editor."""
+    context = await _draft_context(request, session, user)
+    async with refused_form("template_draft.html", {**context, "values": typed_values(form)}):
+        claimed = await claim_form_key(request, session, user, form)
+        if not str(form.get("name") or "").strip():
+            raise FormInvalid("template name: give the draft a name to save it under")
+        fields = {
+            key: form.get(key) or None
+            for key in ("target_role", "tone", "length", "company", "job_description")
+        }
+        body = parse_form(GenerateRequest, {**fields, "save_as": str(form.get("name")).strip()})
+        keyed = with_header(request, IDEMPOTENCY_HEADER, claimed.key)
+        generated = await templates_api.generate_template(body, keyed, user, session)
+    assert generated.template is not None  # save_as was given
+    url = f"/templates/{generated.template.id}?notice=drafted&charged={generated.charged_credits}"
+    return await answered(claimed, see_other(url))
 
 
 @router.get("/templates/{template_id}")
