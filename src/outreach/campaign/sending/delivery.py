@@ -105,7 +105,8 @@ async def send_one(
         email, mailbox = await in_session(session, email), await in_session(session, mailbox)
         await _not_sent(session, email, mailbox, provider, exc)
         return
-    await session.commit()  # a refreshed token; and SQLite has one writer at a time
+    if session.in_transaction():  # a refreshed token; and SQLite has one writer at a time
+        await session.commit()
     thread_id = provider.last_thread_id or email.thread_id
     await _record_sent(sent, email.id, message_id, mailbox.provider.value, thread_id)
 
