@@ -211,15 +211,22 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits when the block succeeds, rolls back when it raises."""
-        async with self.sessionmaker() as session:
+        """One unit of work: commits when the block succeeds, rolls back when it raises.
+        A block that never used its session (a send that only called Gmail) has nothing to
+        commit or close, and skips both: that is most of what an unused session costs."""
+        session = self.sessionmaker()
+        try:
             try:
                 yield session
                 await run_before_commit(session)
             except BaseException:
                 await session.rollback()
                 raise
-            await session.commit()
+            if not untouched(session):
+                await session.commit()
+        finally:
+            if not untouched(session):
+                await session.__aexit__(None, None, None)  # closes, even when cancelled
         await run_after_commit(session)
 
     async def ping(self) -> None:
@@ -259,6 +266,13 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         await session.commit()
     await run_after_commit(session)
+
+
+def untouched(session: AsyncSession) -> bool:
+    """Nothing begun (so no connection held) and no row attached: committing or closing
+    ``session`` would do nothing. (Attaching a row begins a transaction; a row changed
+    after a commit is still in the identity map.)"""
+    return not (session.in_transaction() or session.identity_map or session.new or session.deleted)
 
 
 _Row = TypeVar("_Row", bound=Base)

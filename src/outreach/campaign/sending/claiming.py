@@ -73,7 +73,9 @@ async def claim_due_emails(
         await _defer_to_next_window(session, mailbox, now)
         return []
     due = (
-        select(ScheduledEmail.id, ScheduledEmail.campaign_id, Campaign.daily_cap)
+        select(
+            ScheduledEmail.id, ScheduledEmail.campaign_id, Campaign.daily_cap, ScheduledEmail.step
+        )
         .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
         .where(
             ScheduledEmail.mailbox_id == mailbox_id,
@@ -87,7 +89,10 @@ async def claim_due_emails(
         .with_for_update(skip_locked=True, of=ScheduledEmail)
     )
     rows = list((await session.execute(due)).all())
-    ids = await _without_stopped(session, await _within_campaign_caps(session, mailbox, rows, now))
+    ids = await _within_campaign_caps(session, mailbox, rows, now)
+    followups = {email_id for email_id, _, _, step in rows if step > 0}
+    if followups.intersection(ids):  # a first email has no sequence to have stopped
+        ids = await _without_stopped(session, ids)
     if not ids:
         return []
     await session.execute(
@@ -132,9 +137,9 @@ async def _within_campaign_caps(
 ) -> list[uuid.UUID]:
     """Drop claims past a campaign's own daily cap (its override of the mailbox cap);
     a campaign at its cap has its due emails moved to the next window."""
-    capped = {campaign_id: cap for _, campaign_id, cap in rows if cap is not None}
+    capped = {campaign_id: cap for _, campaign_id, cap, _ in rows if cap is not None}
     if not capped:
-        return [email_id for email_id, _, _ in rows]
+        return [email_id for email_id, _, _, _ in rows]
     day_start = mailbox_day_start(mailbox, now)
     counts = dict(
         (
@@ -153,7 +158,7 @@ async def _within_campaign_caps(
     )
     room = {campaign_id: cap - counts.get(campaign_id, 0) for campaign_id, cap in capped.items()}
     kept: list[uuid.UUID] = []
-    for email_id, campaign_id, _ in rows:
+    for email_id, campaign_id, _, _ in rows:
         if campaign_id not in room:
             kept.append(email_id)
         elif room[campaign_id] > 0:

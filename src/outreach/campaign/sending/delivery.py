@@ -105,7 +105,8 @@ async def send_one(
         email, mailbox = await in_session(session, email), await in_session(session, mailbox)
         await _not_sent(session, email, mailbox, provider, exc)
         return
-    await session.commit()  # a refreshed token; and SQLite has one writer at a time
+    if session.in_transaction():  # a refreshed token; and SQLite has one writer at a time
+        await session.commit()
     thread_id = provider.last_thread_id or email.thread_id
     await _record_sent(sent, email.id, message_id, mailbox.provider.value, thread_id)
 
@@ -282,20 +283,34 @@ async def send_due_emails(database: Database) -> int:
     else:
         # Sends wait on the network, so they run side by side (each its own
         # session), and a mailbox's sends start while the next mailbox is claimed;
-        # one failing send must not stop the others.
+        # one failing send must not stop the others. The next mailbox is claimed only
+        # while fewer than ``ahead`` claimed emails wait for a slot: a claimed email
+        # goes out soon after its claim (well within its lease, however slow the
+        # provider), and a tick holds a few claimed rows in memory rather than all of
+        # them (which kept them alive into the collector's oldest generation).
         limit = asyncio.Semaphore(concurrency)
+        ahead = 2 * concurrency
+        waiting = 0
+        room = asyncio.Event()
 
         async def send(email: _Claimed) -> None:
+            nonlocal waiting
             async with limit:
+                waiting -= 1
+                if waiting < ahead:
+                    room.set()
                 if stop_requested():  # claimed, not started: another tick sends it
                     await release_claims(database, [email.email.id])
                     return
                 await _send_claimed(database, email, sent)
 
-        loaded: list[_Claimed] = []
+        started: list[uuid.UUID] = []
         in_flight: list[asyncio.Task[None]] = []
         try:
             for mailbox_id in mailbox_ids:
+                while waiting >= ahead:
+                    room.clear()
+                    await room.wait()
                 if stop_requested():  # stop claiming; what is in flight finishes
                     break
                 # Claimed and loaded in one transaction: the next mailbox's claim waits
@@ -304,16 +319,17 @@ async def send_due_emails(database: Database) -> int:
                     ids = await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
                     batch = await _load_claimed_in(session, ids) if ids else []
                 claimed += ids
-                loaded += batch
+                started += [email.email.id for email in batch]
+                waiting += len(batch)
                 in_flight += [asyncio.create_task(send(email)) for email in batch]
         finally:
             results = await asyncio.gather(*in_flight, return_exceptions=True)
             await sent.drain()
-        for email, result in zip(loaded, results, strict=True):
+        for email_id, result in zip(started, results, strict=True):
             if isinstance(result, BaseException):
                 log.error(
                     "send failed unexpectedly; its lease will be reconciled",
-                    email_id=str(email.email.id),
+                    email_id=str(email_id),
                     error=repr(result),
                 )
     await after_sends(database, claimed)
