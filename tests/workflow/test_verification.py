@@ -27,9 +27,9 @@ from tests.conftest import create_user, sign_in, wait_for_jobs
 from tests.fakes.dns import FakeDNS
 
 DOMAINS = [f"d{i:02d}.test" for i in range(14)]
-# Sorted as the job reads them, in batches of 3: a00-a02, a03-a05, a06-a08, a09-a11,
-# then a12, a13 and the address whose DNS fails (unknown, so refunded).
-EMAILS = [f"a{i:02d}@{domain}" for i, domain in enumerate(DOMAINS)] + ["zz@broken.test"]
+# In domain order, as the job reads them, in batches of 3: a00-a02, a03-a05, a06-a08,
+# a09-a11, then a12, a13 and the address whose DNS fails (unknown, so refunded).
+EMAILS = [f"a{i:02d}@{domain}" for i, domain in enumerate(DOMAINS)] + ["zz@zz-broken.test"]
 
 
 class Crash(RuntimeError):
@@ -40,7 +40,7 @@ class Crash(RuntimeError):
 def zone(fake_dns: FakeDNS) -> FakeDNS:
     for domain in DOMAINS:
         fake_dns.add_mx(domain, f"mx.{domain}")
-    fake_dns.fail("broken.test")
+    fake_dns.fail("zz-broken.test")
     return fake_dns
 
 
@@ -263,10 +263,11 @@ async def test_the_job_retried_after_a_crash_resumes_through_the_broker(
 async def test_a_lookup_that_times_out_and_a_malformed_row_never_stall_the_batch(
     run_settings: Settings, zone: FakeDNS, database: Database, session: AsyncSession
 ) -> None:
-    # Batches of 3 in address order: the silent domain and the malformed row share
-    # batches with good addresses, and addresses follow them.
-    zone.drop("silent.test")
-    emails = [*EMAILS[:6], "b@silent.test", "@@not an address", *EMAILS[6:14]]
+    # Batches of 3 in domain order (a malformed row's "domain" is what follows its last
+    # "@"): the malformed row and the silent domain share batch 3 with a06, and
+    # addresses follow them.
+    zone.drop("d05silent.test")
+    emails = [*EMAILS[:6], "b@d05silent.test", "bad@@d05not-a-domain", *EMAILS[6:14]]
     user = await create_user(session, "ada@example.com", balance=40)
     job = await verification_service.start_bulk(
         session, user_id=user.id, list_id=None, emails=emails, idempotency_key="bad"
@@ -287,9 +288,9 @@ async def test_a_lookup_that_times_out_and_a_malformed_row_never_stall_the_batch
         .order_by(EmailVerification.email)
     )
     verdicts = {email: (status, reasons) for email, status, reasons in results.all()}
-    assert verdicts.pop("b@silent.test") == ("unknown", ["dns_error"])
-    assert verdicts.pop("@@not an address") == ("undeliverable", ["invalid_syntax"])
+    assert verdicts.pop("b@d05silent.test") == ("unknown", ["dns_error"])
+    assert verdicts.pop("bad@@d05not-a-domain") == ("undeliverable", ["invalid_syntax"])
     assert set(verdicts) == set(EMAILS[:14])
     assert all(verdict == ("deliverable", ["mx_found"]) for verdict in verdicts.values())
-    assert zone.queries[("silent.test", "MX")] >= 1  # asked, never answered
+    assert zone.queries[("d05silent.test", "MX")] >= 1  # asked, never answered
     assert all(zone.queries[(domain, "MX")] == 1 for domain in DOMAINS)

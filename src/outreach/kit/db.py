@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Dialect, ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -228,6 +229,22 @@ class Database:
             if not untouched(session):
                 await session.__aexit__(None, None, None)  # closes, even when cancelled
         await run_after_commit(session)
+
+    @asynccontextmanager
+    async def pinned(self) -> AsyncIterator[Database]:
+        """This database with every session of the block on one connection, checked out
+        (and pre-pinged) once: a job that runs many short transactions in a row pays
+        for the pool once, not per transaction. Each session still commits or rolls
+        back its own transaction. A database whose sessions already share one
+        connection (the tests' outer transaction) is itself."""
+        if isinstance(self.sessionmaker.kw.get("bind"), AsyncConnection):
+            yield self
+            return
+        async with self.engine.connect() as connection:
+            options = {**self.sessionmaker.kw, "bind": connection}
+            yield Database(
+                self.engine, async_sessionmaker(class_=self.sessionmaker.class_, **options)
+            )
 
     async def ping(self) -> None:
         async with self.sessionmaker() as session:

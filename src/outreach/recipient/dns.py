@@ -32,6 +32,7 @@ from outreach.models import DomainCache
 log = get_logger("outreach.recipient.dns")
 
 OK, NO_MAIL, NULL_MX, NOT_FOUND, ERROR = "ok", "no_mail", "null_mx", "not_found", "error"
+_CACHED_PER_QUERY = 5_000
 
 
 @dataclass(frozen=True)
@@ -129,18 +130,25 @@ class DomainLookup:
     async def cached(
         self, session: AsyncSession, domains: Collection[str]
     ) -> dict[str, DomainInfo]:
-        """The fresh cache rows for ``domains`` (one query)."""
-        if not domains:
-            return {}
-        rows = await session.scalars(
-            select(DomainCache).where(
-                DomainCache.domain.in_(set(domains)), DomainCache.expires_at > utcnow()
+        """The fresh cache rows for ``domains`` (one query per 5,000: a bulk run asks
+        about all of an inline job's domains at once, and SQLite bounds the number of
+        bound values in a statement)."""
+        wanted, now, known = sorted(set(domains)), utcnow(), {}
+        for start in range(0, len(wanted), _CACHED_PER_QUERY):
+            rows = await session.execute(
+                select(
+                    DomainCache.domain,
+                    DomainCache.status,
+                    DomainCache.mx_hosts,
+                    DomainCache.has_address,
+                ).where(
+                    DomainCache.domain.in_(wanted[start : start + _CACHED_PER_QUERY]),
+                    DomainCache.expires_at > now,
+                )
             )
-        )
-        return {
-            row.domain: DomainInfo(row.domain, row.status, list(row.mx_hosts), row.has_address)
-            for row in rows
-        }
+            for domain, status, mx_hosts, has_address in rows:
+                known[domain] = DomainInfo(domain, status, list(mx_hosts), has_address)
+        return known
 
     async def resolve(self, domains: Collection[str]) -> list[DomainInfo]:
         """Ask DNS about each domain once, at most ``dns_concurrency`` at a time."""

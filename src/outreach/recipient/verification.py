@@ -8,8 +8,10 @@ directory refresh and later workflow graphs compose the same pieces.
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -90,28 +92,58 @@ class Outcome:
 @dataclass
 class BulkRun:
     """What one process keeps between the batches of a job's run (never checkpointed):
-    the job's scope, its DNS answers and lookups in flight, and the next batch, read
-    ahead. A resumed run starts with a new one and simply reads again."""
+    the job's scope, its DNS answers and lookups in flight, and the addresses read but
+    not yet checked, in the order the batches take them. A resumed run starts with a new
+    one and reads again."""
 
     prober: SmtpProber | None = None
     lookups: RunLookups = field(default_factory=RunLookups)
     list_id: uuid.UUID | None = None
     total: int = 0
-    _ahead: tuple[str, list[str], list[Address | Outcome]] | None = None
+    _unchecked: deque[tuple[str, Address | Outcome]] = field(default_factory=deque)
+    _position: str | None = None  # the address just before ``_unchecked`` (the cursor)
+    read_to: str | None = None  # the last address read
+    _all_read: bool = False  # nothing is left to read after ``read_to``
+    _loaded: bool = False
 
-    def prepare(self, after: str, batch: tuple[list[str], list[Address | Outcome]]) -> None:
-        self._ahead = (after, *batch) if batch[0] else None
+    def restart(self, *, list_id: uuid.UUID | None, total: int, after: str | None) -> None:
+        """Forget what was read: the next batch follows ``after`` (the job's cursor)."""
+        self.list_id, self.total = list_id, total
+        self._unchecked.clear()
+        self._position = self.read_to = after
+        self._all_read, self._loaded = False, True
 
-    def take(self, after: str | None) -> tuple[list[str], list[Address | Outcome]] | None:
-        """The batch read ahead for ``after``, once; None if another was prepared."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead[0] != after:
+    def add(self, rows: list[tuple[str, Address | Outcome]], *, last: bool) -> None:
+        """Addresses read after ``read_to``; ``last``: there are no more."""
+        self._unchecked.extend(rows)
+        if rows:
+            self.read_to = rows[-1][0]
+        self._all_read = self._all_read or last
+
+    def take(self, after: str | None, size: int) -> list[tuple[str, Address | Outcome]] | None:
+        """The next ``size`` addresses after ``after`` (fewer at the end), or None when the
+        run has not read them (its first batch, or the job moved on without it)."""
+        if not self._loaded or after != self._position:
             return None
-        return ahead[1], ahead[2]
+        if len(self._unchecked) < size and not self._all_read:
+            return None  # read again from ``after``
+        batch = [self._unchecked.popleft() for _ in range(min(size, len(self._unchecked)))]
+        if batch:
+            self._position = batch[-1][0]
+        return batch
+
+    def upcoming(self, size: int) -> list[tuple[str, Address | Outcome]]:
+        """The addresses of the batch after the one taken (already read)."""
+        return list(itertools.islice(self._unchecked, size))
+
+    def should_read(self, size: int) -> bool:
+        """The batch after the one taken is not fully read yet."""
+        return not self._all_read and len(self._unchecked) < size
 
     def close(self) -> None:
         self.lookups.close()
-        self._ahead = None
+        self._unchecked.clear()
+        self._loaded = False
 
 
 @dataclass(frozen=True)
@@ -510,47 +542,71 @@ class VerificationService:
         it recorded so), and the job's own progress is returned without checking or
         storing anything. None: the job is gone.
 
-        While this batch's DNS answers come in, the next batch is read and its lookups
-        started (``run``), so database and network waits overlap
-        (bench/recipient_verify.py)."""
-        prepared = run.take(after)
-        if prepared is None:
+        The lookups of the next batch start before this batch's answers are awaited,
+        so network waits overlap the database work (bench/recipient_verify.py)."""
+        size = get_settings().verify_batch_size
+        batch = run.take(after, size)
+        if batch is None:
             async with database.session() as session:
                 job = await session.get(VerificationJob, job_id)
                 if job is None or job.done != done:
                     return None if job is None else BulkProgress.of(job)
-                run.list_id, run.total = job.list_id, job.total
-                prepared = await self._read_batch(session, run, job_id=job_id, after=after)
-                if not prepared[0]:
-                    return BulkProgress.of(job, exhausted=True)
-        batch, parsed = prepared
-        if done + len(batch) < run.total:
+                run.restart(list_id=job.list_id, total=job.total, after=after)
+                await self._read(session, run, job_id=job_id, size=size)
+            batch = run.take(after, size) or []
+        if not batch:
+            running = VerificationJobStatus.running.value
+            return BulkProgress(job_id, run.total, done, after, running, exhausted=True)
+        if run.should_read(size) and done + len(batch) < run.total:
             async with database.session() as session:
-                following = await self._read_batch(session, run, job_id=job_id, after=batch[-1])
-            run.prepare(batch[-1], following)
-        fresh = await run.lookups.answers(_domains(parsed))
-        outcomes = await self._verify_parsed(batch, parsed, run)
+                await self._read(session, run, job_id=job_id, size=size)
+        run.lookups.start(_domains(batch))
+        run.lookups.start(_domains(run.upcoming(size)))
+        fresh = await run.lookups.answers(_domains(batch))
+        outcomes = await self._verify_parsed(batch, run)
         return await self._store_batch(
-            database, job_id=job_id, done=done, batch=batch, fresh=fresh, outcomes=outcomes
+            database, job_id=job_id, done=done, last=batch[-1][0], fresh=fresh, outcomes=outcomes
         )
 
-    async def _read_batch(
-        self, session: AsyncSession, run: BulkRun, *, job_id: uuid.UUID, after: str | None
-    ) -> tuple[list[str], list[Address | Outcome]]:
-        """The batch after ``after``, checked for syntax, with the cached answers for its
-        domains taken and lookups started for the others."""
-        batch = await self._next_batch(
-            session,
-            job_id=job_id,
-            list_id=run.list_id,
-            after=after,
-            size=get_settings().verify_batch_size,
+    async def _read(
+        self, session: AsyncSession, run: BulkRun, *, job_id: uuid.UUID, size: int
+    ) -> None:
+        """Read the addresses after what the run has read, checked for syntax, and take the
+        cached answers for their domains. An inline job's rows are read all at once
+        (at most ``OUTREACH_VERIFY_BULK_MAX_EMAILS``) in domain order: a batch then asks
+        about few domains, and its lookups end early enough for its results to be
+        stored while those of the following batches are still on the wire. A list is
+        read a batch at a time, by address."""
+        if run.list_id is None:
+            raws = await self._pending(session, job_id=job_id)
+            last = True
+        else:
+            raws = await self._list_addresses(
+                session, list_id=run.list_id, after=run.read_to, size=size
+            )
+            last = len(raws) < size
+        rows = [(raw, self.check_syntax(raw)) for raw in raws]
+        run.add(rows, last=last)
+        unasked = run.lookups.unasked(_domains(rows))
+        run.lookups.known.update(await domain_lookup.cached(session, unasked))
+
+    async def _pending(self, session: AsyncSession, *, job_id: uuid.UUID) -> list[str]:
+        """The inline job's addresses not checked yet, grouped by domain. What is left is
+        what is still ``pending``, whatever order an earlier run of the job took."""
+        statement = (
+            select(EmailVerification.email)
+            .where(EmailVerification.job_id == job_id, EmailVerification.status == "pending")
+            .order_by(EmailVerification.domain, EmailVerification.email)
         )
-        parsed = [self.check_syntax(raw) for raw in batch]
-        domains = _domains(parsed)
-        run.lookups.known.update(await domain_lookup.cached(session, run.lookups.unasked(domains)))
-        run.lookups.start(domains)
-        return batch, parsed
+        return list(await session.scalars(statement))
+
+    async def _list_addresses(
+        self, session: AsyncSession, *, list_id: uuid.UUID, after: str | None, size: int
+    ) -> list[str]:
+        statement = select(Recipient.email).where(Recipient.list_id == list_id)
+        if after is not None:
+            statement = statement.where(Recipient.email > after)
+        return list(await session.scalars(statement.order_by(Recipient.email).limit(size)))
 
     async def _store_batch(
         self,
@@ -558,7 +614,7 @@ class VerificationService:
         *,
         job_id: uuid.UUID,
         done: int,
-        batch: list[str],
+        last: str,
         fresh: list[DomainInfo],
         outcomes: list[Outcome],
     ) -> BulkProgress | None:
@@ -580,16 +636,16 @@ class VerificationService:
             for outcome in outcomes:
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
             job.counts = counts
-            job.done = min(job.done + len(batch), job.total)
-            job.cursor = batch[-1]
+            job.done = min(job.done + len(outcomes), job.total)
+            job.cursor = last
             return BulkProgress.of(job)
 
     async def _verify_parsed(
-        self, batch: list[str], parsed: list[Address | Outcome], run: BulkRun
+        self, batch: list[tuple[str, Address | Outcome]], run: BulkRun
     ) -> list[Outcome]:
         """Classify a batch whose domains the run knows (no database needed)."""
         outcomes = []
-        for raw, item in zip(batch, parsed, strict=True):
+        for raw, item in batch:
             if isinstance(item, Outcome):
                 item.email = item.email or raw
                 outcomes.append(item)
@@ -600,25 +656,6 @@ class VerificationService:
                 outcome = await self.probe(run.prober, outcome, info)
             outcomes.append(outcome)
         return outcomes
-
-    async def _next_batch(
-        self,
-        session: AsyncSession,
-        *,
-        job_id: uuid.UUID,
-        list_id: uuid.UUID | None,
-        after: str | None,
-        size: int,
-    ) -> list[str]:
-        if list_id is None:
-            statement = select(EmailVerification.email).where(EmailVerification.job_id == job_id)
-            column = EmailVerification.email
-        else:
-            statement = select(Recipient.email).where(Recipient.list_id == list_id)
-            column = Recipient.email
-        if after is not None:
-            statement = statement.where(column > after)
-        return list(await session.scalars(statement.order_by(column).limit(size)))
 
     async def finish_bulk_run(self, database: Database, *, job_id: uuid.UUID) -> None:
         """Refund what could not be checked (unknown, or never reached) and complete the
@@ -646,9 +683,9 @@ class VerificationService:
         log.info("bulk verification finished", job_id=str(job_id), refunded=refund)
 
 
-def _domains(parsed: list[Address | Outcome]) -> set[str]:
+def _domains(rows: Iterable[tuple[str, Address | Outcome]]) -> set[str]:
     """The domains worth asking DNS about: those of well-formed addresses."""
-    return {item.domain for item in parsed if isinstance(item, Address)}
+    return {item.domain for _, item in rows if isinstance(item, Address)}
 
 
 verification_service = VerificationService()

@@ -41,7 +41,7 @@ class VerifyRunContext:
     """What the steps share in one process; never checkpointed."""
 
     database: Database
-    run: BulkRun  # DNS answers and lookups in flight, the next batch read ahead
+    run: BulkRun  # DNS answers and lookups in flight, the addresses read ahead
 
 
 def _state_of(progress: BulkProgress | None) -> VerifyRunState:
@@ -89,21 +89,24 @@ verification_graph = batched_run_graph(
 
 async def run_verification_job(database: Database, *, job_id: uuid.UUID) -> dict[str, Any]:
     """The ``recipient.verify_bulk`` job: run (or resume) the job's graph to its end."""
-    progress = await verification_service.bulk_progress(database, job_id=job_id)
-    remaining = 0 if progress is None else max(progress.total - progress.done, 0)
-    batches = math.ceil(remaining / max(get_settings().verify_batch_size, 1))
-    context = VerifyRunContext(database, BulkRun(prober=verification_service.bulk_prober()))
-    try:
-        return await run_durably(
-            verification_graph,
-            thread_id=str(job_id),
-            start={"job_id": str(job_id)},
-            context=context,
-            max_steps=batches + 10,  # start, settle, and a step adopting the job's position
-            # A batch's checkpoint is written while the next batch runs: should the
-            # process die first, the resumed step finds the job row ahead of its state
-            # and adopts the row's position (no batch is checked or stored twice).
-            durability="async",
-        )
-    finally:
-        context.run.close()
+    # One connection for the run's many short transactions (checked out once).
+    async with database.pinned() as pinned:
+        progress = await verification_service.bulk_progress(pinned, job_id=job_id)
+        remaining = 0 if progress is None else max(progress.total - progress.done, 0)
+        batches = math.ceil(remaining / max(get_settings().verify_batch_size, 1))
+        context = VerifyRunContext(pinned, BulkRun(prober=verification_service.bulk_prober()))
+        try:
+            return await run_durably(
+                verification_graph,
+                thread_id=str(job_id),
+                start={"job_id": str(job_id)},
+                context=context,
+                max_steps=batches + 10,  # start, settle, and a step adopting the job's position
+                # A batch's checkpoint is written while the next batch runs: should the
+                # process die first, the resumed step finds the job row ahead of its
+                # state and adopts the row's position (no batch is checked or stored
+                # twice).
+                durability="async",
+            )
+        finally:
+            context.run.close()
