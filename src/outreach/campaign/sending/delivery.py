@@ -287,9 +287,11 @@ async def send_due_emails(database: Database) -> int:
         # while fewer than ``ahead`` claimed emails wait for a slot: a claimed email
         # goes out soon after its claim (well within its lease, however slow the
         # provider), and a tick holds a few claimed rows in memory rather than all of
-        # them (which kept them alive into the collector's oldest generation).
+        # them (which kept them alive into the collector's oldest generation). Enough
+        # wait that the sends never run dry while the next claims make their round
+        # trips, which are slow when the database shares a busy machine.
         limit = asyncio.Semaphore(concurrency)
-        ahead = 2 * concurrency
+        ahead = 5 * concurrency
         waiting = 0
         room = asyncio.Event()
 
