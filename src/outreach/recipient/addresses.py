@@ -116,7 +116,7 @@ class InvalidAddress(ValueError):
     """The text is not a usable email address; the message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Address:
     email: str
     local: str

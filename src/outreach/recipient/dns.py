@@ -35,7 +35,7 @@ OK, NO_MAIL, NULL_MX, NOT_FOUND, ERROR = "ok", "no_mail", "null_mx", "not_found"
 _CACHED_PER_QUERY = 5_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DomainInfo:
     domain: str
     status: str

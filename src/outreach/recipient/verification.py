@@ -76,7 +76,7 @@ class NothingToVerify(Unprocessable):
     code, title = "nothing_to_verify", "No addresses to verify"
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     email: str
     domain: str
@@ -94,47 +94,63 @@ class BulkRun:
     """What one process keeps between the batches of a job's run (never checkpointed):
     the job's scope, its DNS answers and lookups in flight, and the addresses read but
     not yet checked, in the order the batches take them. A resumed run starts with a new
-    one and reads again."""
+    one and reads again.
+
+    Addresses wait as plain strings and are checked for syntax a batch at a time: ten
+    thousand parsed addresses kept alive for the whole run made Python's garbage
+    collector walk the whole process more often (bench/README.md, recipient_verify)."""
 
     prober: SmtpProber | None = None
     lookups: RunLookups = field(default_factory=RunLookups)
     list_id: uuid.UUID | None = None
     total: int = 0
-    _unchecked: deque[tuple[str, Address | Outcome]] = field(default_factory=deque)
-    _position: str | None = None  # the address just before ``_unchecked`` (the cursor)
     read_to: str | None = None  # the last address read
+    _unchecked: deque[str] = field(default_factory=deque)
+    _position: str | None = None  # the address just before ``_unchecked`` (the cursor)
     _all_read: bool = False  # nothing is left to read after ``read_to``
     _loaded: bool = False
+    _checked_ahead: tuple[str, list[Address | Outcome]] | None = None  # (first address, batch)
 
     def restart(self, *, list_id: uuid.UUID | None, total: int, after: str | None) -> None:
         """Forget what was read: the next batch follows ``after`` (the job's cursor)."""
         self.list_id, self.total = list_id, total
         self._unchecked.clear()
+        self._checked_ahead = None
         self._position = self.read_to = after
         self._all_read, self._loaded = False, True
 
-    def add(self, rows: list[tuple[str, Address | Outcome]], *, last: bool) -> None:
+    def add(self, raws: list[str], *, last: bool) -> None:
         """Addresses read after ``read_to``; ``last``: there are no more."""
-        self._unchecked.extend(rows)
-        if rows:
-            self.read_to = rows[-1][0]
+        self._unchecked.extend(raws)
+        if raws:
+            self.read_to = raws[-1]
         self._all_read = self._all_read or last
 
-    def take(self, after: str | None, size: int) -> list[tuple[str, Address | Outcome]] | None:
-        """The next ``size`` addresses after ``after`` (fewer at the end), or None when the
-        run has not read them (its first batch, or the job moved on without it)."""
+    @property
+    def position(self) -> str | None:
+        """The last address taken: the job's cursor once its batch is stored."""
+        return self._position
+
+    def take(self, after: str | None, size: int) -> list[Address | Outcome] | None:
+        """The next ``size`` addresses after ``after`` (fewer at the end), checked for
+        syntax, or None when the run has not read them (its first batch, or the job
+        moved on without it)."""
         if not self._loaded or after != self._position:
             return None
         if len(self._unchecked) < size and not self._all_read:
             return None  # read again from ``after``
-        batch = [self._unchecked.popleft() for _ in range(min(size, len(self._unchecked)))]
-        if batch:
-            self._position = batch[-1][0]
-        return batch
+        raws = [self._unchecked.popleft() for _ in range(min(size, len(self._unchecked)))]
+        if raws:
+            self._position = raws[-1]
+        return self._checked(raws)
 
-    def upcoming(self, size: int) -> list[tuple[str, Address | Outcome]]:
-        """The addresses of the batch after the one taken (already read)."""
-        return list(itertools.islice(self._unchecked, size))
+    def upcoming(self, size: int) -> list[Address | Outcome]:
+        """The batch after the one taken, as far as it is read, checked for syntax (once:
+        ``take`` hands the same back)."""
+        raws = list(itertools.islice(self._unchecked, size))
+        checked = self._checked(raws)
+        self._checked_ahead = (raws[0], checked) if raws else None
+        return checked
 
     def should_read(self, size: int) -> bool:
         """The batch after the one taken is not fully read yet."""
@@ -143,7 +159,14 @@ class BulkRun:
     def close(self) -> None:
         self.lookups.close()
         self._unchecked.clear()
+        self._checked_ahead = None
         self._loaded = False
+
+    def _checked(self, raws: list[str]) -> list[Address | Outcome]:
+        ahead = self._checked_ahead
+        if ahead and raws and ahead[0] == raws[0] and len(ahead[1]) == len(raws):
+            return ahead[1]  # the same slice of the same run: the same addresses
+        return [_checked_as_stored(raw) for raw in raws]
 
 
 @dataclass(frozen=True)
@@ -564,15 +587,16 @@ class VerificationService:
         run.lookups.start(_domains(run.upcoming(size)))
         fresh = await run.lookups.answers(_domains(batch))
         outcomes = await self._verify_parsed(batch, run)
+        assert run.position is not None  # the batch's last address
         return await self._store_batch(
-            database, job_id=job_id, done=done, last=batch[-1][0], fresh=fresh, outcomes=outcomes
+            database, job_id=job_id, done=done, last=run.position, fresh=fresh, outcomes=outcomes
         )
 
     async def _read(
         self, session: AsyncSession, run: BulkRun, *, job_id: uuid.UUID, size: int
     ) -> None:
-        """Read the addresses after what the run has read, checked for syntax, and take the
-        cached answers for their domains. An inline job's rows are read all at once
+        """Read the addresses after what the run has read and take the cached answers for
+        their domains. An inline job's rows are read all at once
         (at most ``OUTREACH_VERIFY_BULK_MAX_EMAILS``) in domain order: a batch then asks
         about few domains, and its lookups end early enough for its results to be
         stored while those of the following batches are still on the wire. A list is
@@ -585,10 +609,11 @@ class VerificationService:
                 session, list_id=run.list_id, after=run.read_to, size=size
             )
             last = len(raws) < size
-        rows = [(raw, self.check_syntax(raw)) for raw in raws]
-        run.add(rows, last=last)
-        unasked = run.lookups.unasked(_domains(rows))
-        run.lookups.known.update(await domain_lookup.cached(session, unasked))
+        run.add(raws, last=last)
+        # A stored address is normalised: its domain follows its last "@" (a malformed
+        # one's "domain" matches no cached row, and is never looked up).
+        domains = {raw.rsplit("@", 1)[-1] for raw in raws}
+        run.lookups.known.update(await domain_lookup.cached(session, run.lookups.unasked(domains)))
 
     async def _pending(self, session: AsyncSession, *, job_id: uuid.UUID) -> list[str]:
         """The inline job's addresses not checked yet, grouped by domain. What is left is
@@ -640,14 +665,11 @@ class VerificationService:
             job.cursor = last
             return BulkProgress.of(job)
 
-    async def _verify_parsed(
-        self, batch: list[tuple[str, Address | Outcome]], run: BulkRun
-    ) -> list[Outcome]:
+    async def _verify_parsed(self, batch: list[Address | Outcome], run: BulkRun) -> list[Outcome]:
         """Classify a batch whose domains the run knows (no database needed)."""
         outcomes = []
-        for raw, item in batch:
+        for item in batch:
             if isinstance(item, Outcome):
-                item.email = item.email or raw
                 outcomes.append(item)
                 continue
             info = run.lookups.known.get(item.domain)
@@ -683,9 +705,18 @@ class VerificationService:
         log.info("bulk verification finished", job_id=str(job_id), refunded=refund)
 
 
-def _domains(rows: Iterable[tuple[str, Address | Outcome]]) -> set[str]:
+def _domains(batch: Iterable[Address | Outcome]) -> set[str]:
     """The domains worth asking DNS about: those of well-formed addresses."""
-    return {item.domain for _, item in rows if isinstance(item, Address)}
+    return {item.domain for item in batch if isinstance(item, Address)}
+
+
+def _checked_as_stored(raw: str) -> Address | Outcome:
+    """A stored address checked for syntax; a malformed one keeps the stored text, the
+    key its result is written under."""
+    item = verification_service.check_syntax(raw)
+    if isinstance(item, Outcome):
+        item.email = item.email or raw
+    return item
 
 
 verification_service = VerificationService()
