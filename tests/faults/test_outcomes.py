@@ -633,3 +633,47 @@ async def test_a_send_recorded_after_its_lease_was_reconciled_is_counted_once(
             session, delivered=outbox_deliveries(outbox_settings.outbox_path)
         )
         assert summary.delivered == 1
+
+
+async def test_sent_outcomes_share_a_batch_and_drain_does_not_wait_for_it(
+    committing_database: Database,
+    outbox_settings: Settings,
+    jobs_on: None,
+    frozen_clock: Clock,
+) -> None:
+    """Outcomes wait (``linger``) for others to share their commit; draining the tick
+    writes them at once, and a writer left alone writes them after the wait."""
+    frozen_clock.freeze(START - timedelta(hours=2))
+    draft = await draft_campaign(committing_database, emails=3)
+    await schedule(committing_database, draft.campaign_id, draft.user_id)
+    async with committing_database.session() as session:
+        due = max(e.due_at for e in (await emails_of(session, draft.campaign_id)).values())
+    frozen_clock.freeze(due)
+    before = emails_sent_metric()
+    async with committing_database.session() as session:
+        ids = await sending.claim_due_emails(session, mailbox_id=draft.mailbox_id, now=due)
+    assert len(ids) == 3
+    held = HeldRecorder(committing_database)
+    for claimed in await sending._load_claimed(committing_database, ids):
+        await sending._send_claimed(committing_database, claimed, held)
+    first, second, third = held.held
+
+    # A linger far longer than any test: only draining can have written these.
+    waiting = sending.SentRecorder(committing_database, linger=3600)
+    waiting.record(*first)
+    waiting.record(*second)
+    await waiting.drain()
+    # A short linger and no drain: the writer writes once the wait is over.
+    alone = sending.SentRecorder(committing_database, linger=0.01)
+    alone.record(*third)
+    assert alone._writer is not None
+    await alone._writer
+
+    assert emails_sent_metric() == before + 3
+    async with committing_database.session() as session:
+        emails = await emails_of(session, draft.campaign_id)
+        assert {e.status for e in emails.values()} == {EmailStatus.sent}
+        summary = await check_invariants(
+            session, delivered=outbox_deliveries(outbox_settings.outbox_path)
+        )
+        assert summary.delivered == 3

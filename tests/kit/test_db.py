@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.kit.db import Database, after_commit
+from outreach.kit.db import Database, after_commit, untouched
 from outreach.models import AuditLog
 
 
@@ -75,6 +75,48 @@ class TestAfterCommit:
             after_commit(session, note)
             savepoint = await session.begin_nested()
             await savepoint.rollback()
+        assert ran == ["yes"]
+
+
+class TestUnusedSession:
+    """A block that never used its session skips the empty commit and close (most sends);
+    every other block still commits."""
+
+    async def test_a_block_that_did_nothing_is_untouched(self, database: Database) -> None:
+        async with database.session() as session:
+            assert untouched(session)
+        assert untouched(session)
+
+    async def test_a_change_after_a_commit_in_the_block_is_still_committed(
+        self, committing_database: Database
+    ) -> None:
+        async with committing_database.session() as session:
+            row = AuditLog(action="test.before", actor_id=None)
+            session.add(row)
+            await session.commit()  # nothing begun now; the row is still attached
+            row.action = "test.after"
+            assert not untouched(session)
+        async with committing_database.session() as session:
+            actions = set(await session.scalars(select(AuditLog.action)))
+        assert actions == {"test.after"}
+
+    async def test_a_row_added_is_committed(self, committing_database: Database) -> None:
+        async with committing_database.session() as session:
+            session.add(AuditLog(action="test.added", actor_id=None))
+            assert not untouched(session)
+        async with committing_database.session() as session:
+            assert await session.scalar(select(AuditLog.action)) == "test.added"
+
+    async def test_after_commit_callbacks_run_for_an_unused_session(
+        self, database: Database
+    ) -> None:
+        ran: list[str] = []
+
+        async def note() -> None:
+            ran.append("yes")
+
+        async with database.session() as session:
+            after_commit(session, note)
         assert ran == ["yes"]
 
 
