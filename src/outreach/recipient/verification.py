@@ -102,8 +102,10 @@ class BulkRun:
 
     prober: SmtpProber | None = None
     lookups: RunLookups = field(default_factory=RunLookups)
+    user_id: uuid.UUID | None = None
     list_id: uuid.UUID | None = None
     total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # the job's, at the run's position
     read_to: str | None = None  # the last address read
     _unchecked: deque[str] = field(default_factory=deque)
     _position: str | None = None  # the address just before ``_unchecked`` (the cursor)
@@ -111,9 +113,10 @@ class BulkRun:
     _loaded: bool = False
     _checked_ahead: tuple[str, list[Address | Outcome]] | None = None  # (first address, batch)
 
-    def restart(self, *, list_id: uuid.UUID | None, total: int, after: str | None) -> None:
+    def restart(self, job: VerificationJob, *, after: str | None) -> None:
         """Forget what was read: the next batch follows ``after`` (the job's cursor)."""
-        self.list_id, self.total = list_id, total
+        self.user_id, self.list_id, self.total = job.user_id, job.list_id, job.total
+        self.counts = dict(job.counts)
         self._unchecked.clear()
         self._checked_ahead = None
         self._position = self.read_to = after
@@ -574,7 +577,7 @@ class VerificationService:
                 job = await session.get(VerificationJob, job_id)
                 if job is None or job.done != done:
                     return None if job is None else BulkProgress.of(job)
-                run.restart(list_id=job.list_id, total=job.total, after=after)
+                run.restart(job, after=after)
                 await self._read(session, run, job_id=job_id, size=size)
             batch = run.take(after, size) or []
         if not batch:
@@ -587,9 +590,8 @@ class VerificationService:
         run.lookups.start(_domains(run.upcoming(size)))
         fresh = await run.lookups.answers(_domains(batch))
         outcomes = await self._verify_parsed(batch, run)
-        assert run.position is not None  # the batch's last address
         return await self._store_batch(
-            database, job_id=job_id, done=done, last=run.position, fresh=fresh, outcomes=outcomes
+            database, job_id=job_id, done=done, run=run, fresh=fresh, outcomes=outcomes
         )
 
     async def _read(
@@ -639,31 +641,41 @@ class VerificationService:
         *,
         job_id: uuid.UUID,
         done: int,
-        last: str,
+        run: BulkRun,
         fresh: list[DomainInfo],
         outcomes: list[Outcome],
     ) -> BulkProgress | None:
+        """Store a batch's results and the job's new position in one transaction. The
+        position is written first, on condition that the job is still where this run
+        left it: that takes the row's lock, and a job another run of it moved on
+        (or one that is gone) gets nothing stored and says where it is."""
+        assert run.user_id is not None  # read with the job
+        assert run.position is not None  # the batch's last address
+        counts = dict(run.counts)
+        for outcome in outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        position = min(done + len(outcomes), run.total)
         async with database.session() as session:
-            job = await session.get(VerificationJob, job_id, with_for_update=True)
-            if job is None:
-                return None
-            if job.done != done:  # another run of this job stored the batch meanwhile
-                return BulkProgress.of(job)
-            assert job.user_id is not None
+            moved = await session.execute(
+                update(VerificationJob)
+                .where(VerificationJob.id == job_id, VerificationJob.done == done)
+                .values(done=position, cursor=run.position, counts=counts)
+                .returning(VerificationJob.id)
+                .execution_options(synchronize_session=False)
+            )
+            if moved.first() is None:
+                job = await session.get(VerificationJob, job_id)
+                return None if job is None else BulkProgress.of(job)
             await domain_lookup.store(session, fresh)
             await self.record_results(
                 session,
-                user_id=job.user_id,
+                user_id=run.user_id,
                 outcomes=outcomes,
-                job_id=job_id if job.list_id is None else None,
+                job_id=job_id if run.list_id is None else None,
             )
-            counts = dict(job.counts)
-            for outcome in outcomes:
-                counts[outcome.status] = counts.get(outcome.status, 0) + 1
-            job.counts = counts
-            job.done = min(job.done + len(outcomes), job.total)
-            job.cursor = last
-            return BulkProgress.of(job)
+        run.counts = counts
+        running = VerificationJobStatus.running.value
+        return BulkProgress(job_id, run.total, position, run.position, running)
 
     async def _verify_parsed(self, batch: list[Address | Outcome], run: BulkRun) -> list[Outcome]:
         """Classify a batch whose domains the run knows (no database needed)."""
