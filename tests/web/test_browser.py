@@ -251,9 +251,26 @@ async def test_follow_ups_from_an_ai_draft_to_a_reply_marked_by_hand(
     await page.get_by_label("The role you want").fill("Data Engineer")
     await page.get_by_label("Tone").select_option("direct")
     await snap(page, "template-draft")
+    # Once sent, the form says it is working and cannot be sent again: its state is
+    # reported from a submit listener that runs after the page's own.
+    busy: list[list[object]] = []
+
+    def report_busy(state: list[object]) -> None:
+        busy.append(state)
+
+    await page.expose_function("reportBusy", report_busy)
+    await page.evaluate(
+        """() => {
+          const form = document.querySelector("form[data-busy]");
+          const button = form.querySelector("button[type=submit]");
+          form.addEventListener("submit", () => window.reportBusy(
+            [button.disabled, button.textContent, form.getAttribute("aria-busy")]));
+        }"""
+    )
     await page.get_by_role("button", name="Write the draft for 2 credits").click()
     await expect(page.get_by_role("status")).to_contain_text("Draft written and saved (2 credits)")
     await expect(page.locator("#writer")).to_contain_text("the built-in writer (no AI")
+    assert busy == [[True, "Writing the draft…", "true"]]
     await expect(page.get_by_label("Subject")).to_have_value("Data Engineer: quick question")
 
     await page.get_by_role("link", name="Campaigns").click()

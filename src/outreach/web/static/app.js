@@ -54,6 +54,17 @@ document.addEventListener("DOMContentLoaded", () => {
     button.addEventListener("click", () => insertVariable(button));
   });
   document.querySelectorAll("form[data-preview]").forEach(startPreview);
+  // A form whose work takes a while says so once sent, and cannot be sent twice.
+  document.querySelectorAll("form[data-busy]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (event.defaultPrevented) return;
+      const button = form.querySelector("button[type=submit]");
+      if (!button) return;
+      button.disabled = true;
+      button.textContent = form.dataset.busy;
+      form.setAttribute("aria-busy", "true");
+    });
+  });
   document.querySelectorAll("form[data-confirm]").forEach((form) => {
     form.addEventListener("submit", (event) => {
       if (!confirm(form.dataset.confirm)) event.preventDefault();
