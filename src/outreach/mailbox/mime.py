@@ -29,6 +29,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime
+from functools import lru_cache
 
 from outreach.kit.clock import utcnow
 from outreach.kit.errors import FieldError, Unprocessable
@@ -117,13 +118,19 @@ class EncodedMessage:
         """The same message dated ``moment``: one encoded ahead of time (a stored
         message, a draft) says when it was sent, not when it was prepared."""
         head, separator, body = self.data.partition(b"\r\n\r\n")
-        date = b"Date: " + format_datetime(moment).encode("ascii")
+        date = _date_field(moment.replace(microsecond=0))
         return replace(self, data=_DATE_HEADER.sub(date, head, count=1) + separator + body)
 
     def headers(self) -> dict[str, str]:
         """The header fields, decoded (RFC 2047) for display."""
         parsed = BytesHeaderParser(policy=policy.default).parsebytes(self.data)
         return {name: str(value) for name, value in parsed.items()}
+
+
+@lru_cache(maxsize=4)
+def _date_field(moment: datetime) -> bytes:
+    # A Date field has whole seconds: a busy tick dates many sends within one second.
+    return b"Date: " + format_datetime(moment).encode("ascii")
 
 
 def check_header_text(field_name: str, value: str) -> str:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.campaign import replies
@@ -33,23 +33,60 @@ def mailbox_day_start(mailbox: Mailbox, now: datetime) -> datetime:
 # -- claiming ------------------------------------------------------------------------
 
 
+# The claim's statements are built once, with their values bound per call: a tick claims
+# for every mailbox in turn, and building the expressions each time cost more than
+# running them.
+_SENT_TODAY = (
+    select(func.count())
+    .select_from(ScheduledEmail)
+    .where(
+        ScheduledEmail.mailbox_id == bindparam("mailbox_id"),
+        or_(
+            ScheduledEmail.sent_at >= bindparam("day_start"),
+            ScheduledEmail.status == EmailStatus.sending,
+            and_(
+                ScheduledEmail.status == EmailStatus.unknown,
+                ScheduledEmail.updated_at >= bindparam("day_start"),
+            ),
+        ),
+    )
+)
+_LOCK_MAILBOX = select(Mailbox).where(Mailbox.id == bindparam("mailbox_id")).with_for_update()
+_DUE = (
+    select(ScheduledEmail.id, ScheduledEmail.campaign_id, Campaign.daily_cap, ScheduledEmail.step)
+    .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
+    .where(
+        ScheduledEmail.mailbox_id == bindparam("mailbox_id"),
+        ScheduledEmail.status == EmailStatus.ready,
+        ScheduledEmail.due_at <= bindparam("now"),
+        or_(
+            ScheduledEmail.next_attempt_at.is_(None),
+            ScheduledEmail.next_attempt_at <= bindparam("now"),
+        ),
+        Campaign.status.in_(_ACTIVE),
+    )
+    .order_by(ScheduledEmail.due_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=ScheduledEmail)
+)
+_CLAIM = (
+    update(ScheduledEmail)
+    .where(ScheduledEmail.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=EmailStatus.sending,
+        lease_until=bindparam("lease_until"),
+        attempts=ScheduledEmail.attempts + 1,
+        updated_at=bindparam("now"),
+    )
+    # Nothing claimed is loaded in the session yet (the due rows are read as columns).
+    .execution_options(synchronize_session=False)
+)
+
+
 async def _sent_today(session: AsyncSession, mailbox: Mailbox, now: datetime) -> int:
     """Sends of the mailbox's current day, plus those in flight (they may land today)."""
-    day_start = mailbox_day_start(mailbox, now)
     count = await session.scalar(
-        select(func.count())
-        .select_from(ScheduledEmail)
-        .where(
-            ScheduledEmail.mailbox_id == mailbox.id,
-            or_(
-                ScheduledEmail.sent_at >= day_start,
-                ScheduledEmail.status == EmailStatus.sending,
-                and_(
-                    ScheduledEmail.status == EmailStatus.unknown,
-                    ScheduledEmail.updated_at >= day_start,
-                ),
-            ),
-        )
+        _SENT_TODAY, {"mailbox_id": mailbox.id, "day_start": mailbox_day_start(mailbox, now)}
     )
     return int(count or 0)
 
@@ -61,9 +98,7 @@ async def claim_due_emails(
 
     Locks the mailbox row (PostgreSQL) so two workers count and claim one after
     the other; SQLite's BEGIN IMMEDIATE does the same."""
-    mailbox = await session.scalar(
-        select(Mailbox).where(Mailbox.id == mailbox_id).with_for_update()
-    )
+    mailbox = await session.scalar(_LOCK_MAILBOX, {"mailbox_id": mailbox_id})
     if mailbox is None or mailbox.status != MailboxStatus.active:
         return []
     if mailbox.sending_deferred_until is not None and mailbox.sending_deferred_until > now:
@@ -72,39 +107,15 @@ async def claim_due_emails(
     if room <= 0:
         await _defer_to_next_window(session, mailbox, now)
         return []
-    due = (
-        select(
-            ScheduledEmail.id, ScheduledEmail.campaign_id, Campaign.daily_cap, ScheduledEmail.step
-        )
-        .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
-        .where(
-            ScheduledEmail.mailbox_id == mailbox_id,
-            ScheduledEmail.status == EmailStatus.ready,
-            ScheduledEmail.due_at <= now,
-            or_(ScheduledEmail.next_attempt_at.is_(None), ScheduledEmail.next_attempt_at <= now),
-            Campaign.status.in_(_ACTIVE),
-        )
-        .order_by(ScheduledEmail.due_at)
-        .limit(min(room, CLAIM_BATCH))
-        .with_for_update(skip_locked=True, of=ScheduledEmail)
-    )
-    rows = list((await session.execute(due)).all())
+    due = {"mailbox_id": mailbox_id, "now": now, "limit": min(room, CLAIM_BATCH)}
+    rows = list((await session.execute(_DUE, due)).all())
     ids = await _within_campaign_caps(session, mailbox, rows, now)
     followups = {email_id for email_id, _, _, step in rows if step > 0}
     if followups.intersection(ids):  # a first email has no sequence to have stopped
         ids = await _without_stopped(session, ids)
     if not ids:
         return []
-    await session.execute(
-        update(ScheduledEmail)
-        .where(ScheduledEmail.id.in_(ids))
-        .values(
-            status=EmailStatus.sending,
-            lease_until=now + LEASE,
-            attempts=ScheduledEmail.attempts + 1,
-            updated_at=now,
-        )
-    )
+    await session.execute(_CLAIM, {"ids": ids, "lease_until": now + LEASE, "now": now})
     return ids
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -86,12 +88,16 @@ async def send_one(
     mailbox: Mailbox,
     attachment: Attachment | None,
     sent: SentRecorder,
+    *,
+    slot: AbstractAsyncContextManager[object] | None = None,
 ) -> None:
     """Send one claimed email; every path ends in a committed, truthful status.
 
     ``email`` and ``mailbox`` may be rows loaded by the tick and shared read-only with
     other sends: they join ``session`` only when an outcome other than sent is recorded
-    here (a sent one is written by ``sent``), so a send that succeeds copies no row."""
+    here (a sent one is written by ``sent``), so a send that succeeds copies no row.
+    ``slot`` (the tick's send concurrency) is held for the provider call alone: what
+    comes before and after it does not keep another send waiting."""
     try:
         provider = await mailbox_service.provider_for(session, mailbox)
     except MailboxUnavailable as exc:
@@ -100,7 +106,8 @@ async def send_one(
         email.attempts -= 1  # not an attempt: the campaign is paused until reconnected
         return
     try:
-        message_id = await _deliver(provider, email, mailbox, attachment)
+        async with slot or nullcontext():
+            message_id = await _deliver(provider, email, mailbox, attachment)
     except AppError as exc:
         email, mailbox = await in_session(session, email), await in_session(session, mailbox)
         await _not_sent(session, email, mailbox, provider, exc)
@@ -161,11 +168,27 @@ async def _not_sent(
         await _fail(session, email, mailbox, str(exc))
 
 
+class _NotStarted(Exception):
+    """The process is stopping: a claimed email's send did not start."""
+
+
 @dataclass(frozen=True)
 class _Claimed:
     email: ScheduledEmail  # detached, with its stored MIME
     mailbox: Mailbox  # detached
     attachment: Attachment | None  # for a message built at send time
+
+
+_CLAIMED = (
+    select(ScheduledEmail, Mailbox, Campaign.resume_id)
+    .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
+    .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
+    .where(
+        ScheduledEmail.id.in_(bindparam("ids", expanding=True)),
+        ScheduledEmail.status == EmailStatus.sending,
+    )
+    .options(undefer(ScheduledEmail.mime))
+)
 
 
 async def _load_claimed(database: Database, ids: list[uuid.UUID]) -> list[_Claimed]:
@@ -182,16 +205,7 @@ async def _load_claimed_in(session: AsyncSession, ids: list[uuid.UUID]) -> list[
     claimed: list[_Claimed] = []
     attachments: dict[uuid.UUID, Attachment | None] = {}
     for start in range(0, len(ids), 500):
-        rows = await session.execute(
-            select(ScheduledEmail, Mailbox, Campaign.resume_id)
-            .join(Mailbox, Mailbox.id == ScheduledEmail.mailbox_id)
-            .join(Campaign, Campaign.id == ScheduledEmail.campaign_id)
-            .where(
-                ScheduledEmail.id.in_(ids[start : start + 500]),
-                ScheduledEmail.status == EmailStatus.sending,
-            )
-            .options(undefer(ScheduledEmail.mime))
-        )
+        rows = await session.execute(_CLAIMED, {"ids": ids[start : start + 500]})
         for email, mailbox, resume_id in rows:
             attachment = None
             if email.mime is None and email.draft_id is None and resume_id is not None:
@@ -203,12 +217,17 @@ async def _load_claimed_in(session: AsyncSession, ids: list[uuid.UUID]) -> list[
     return [by_id[email_id] for email_id in ids if email_id in by_id]
 
 
-async def _send_claimed(database: Database, claimed: _Claimed, sent: SentRecorder) -> None:
+async def _send_claimed(
+    database: Database,
+    claimed: _Claimed,
+    sent: SentRecorder,
+    slot: AbstractAsyncContextManager[object] | None = None,
+) -> None:
     async with database.session() as session:
         # The loaded rows themselves, not copies (copies only for a failure, see
         # send_one): the send holds no transaction (and no pooled connection) while it
         # waits for the provider.
-        await send_one(session, claimed.email, claimed.mailbox, claimed.attachment, sent)
+        await send_one(session, claimed.email, claimed.mailbox, claimed.attachment, sent, slot=slot)
 
 
 async def recover_expired_leases(database: Database, now: datetime) -> int:
@@ -295,35 +314,57 @@ async def send_due_emails(database: Database) -> int:
         waiting = 0
         room = asyncio.Event()
 
-        async def send(email: _Claimed) -> None:
+        def left_waiting() -> None:
             nonlocal waiting
-            async with limit:
-                waiting -= 1
-                if waiting < ahead:
-                    room.set()
-                if stop_requested():  # claimed, not started: another tick sends it
-                    await release_claims(database, [email.email.id])
-                    return
-                await _send_claimed(database, email, sent)
+            waiting -= 1
+            if waiting < ahead:
+                room.set()
+
+        async def send(email: _Claimed) -> None:
+            # Everything but the provider call runs outside the slot: a slot freed by
+            # one send goes straight to the next one's provider call, so the client's
+            # connections are not left idle while a send records or prepares.
+            took_slot = False
+
+            @asynccontextmanager
+            async def slot() -> AsyncIterator[None]:
+                nonlocal took_slot
+                async with limit:
+                    took_slot = True
+                    left_waiting()
+                    if stop_requested():
+                        raise _NotStarted
+                    yield
+
+            try:
+                await _send_claimed(database, email, sent, slot())
+            except _NotStarted:  # claimed, not started: another tick sends it
+                await release_claims(database, [email.email.id])
+            finally:
+                if not took_slot:  # ended before its provider call (mailbox unavailable)
+                    left_waiting()
 
         started: list[uuid.UUID] = []
         in_flight: list[asyncio.Task[None]] = []
         try:
-            for mailbox_id in mailbox_ids:
-                while waiting >= ahead:
-                    room.clear()
-                    await room.wait()
-                if stop_requested():  # stop claiming; what is in flight finishes
-                    break
-                # Claimed and loaded in one transaction: the next mailbox's claim waits
-                # on this chain of round trips, so it is kept short.
-                async with database.session() as session:
-                    ids = await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
-                    batch = await _load_claimed_in(session, ids) if ids else []
-                claimed += ids
-                started += [email.email.id for email in batch]
-                waiting += len(batch)
-                in_flight += [asyncio.create_task(send(email)) for email in batch]
+            # The claims run one after another on one connection, checked out (and
+            # pre-pinged) once per tick rather than once per mailbox.
+            async with database.pinned() as claims:
+                for mailbox_id in mailbox_ids:
+                    while waiting >= ahead:
+                        room.clear()
+                        await room.wait()
+                    if stop_requested():  # stop claiming; what is in flight finishes
+                        break
+                    # Claimed and loaded in one transaction: the next mailbox's claim
+                    # waits on this chain of round trips, so it is kept short.
+                    async with claims.session() as session:
+                        ids = await claim_due_emails(session, mailbox_id=mailbox_id, now=now)
+                        batch = await _load_claimed_in(session, ids) if ids else []
+                    claimed += ids
+                    started += [email.email.id for email in batch]
+                    waiting += len(batch)
+                    in_flight += [asyncio.create_task(send(email)) for email in batch]
         finally:
             results = await asyncio.gather(*in_flight, return_exceptions=True)
             await sent.drain()

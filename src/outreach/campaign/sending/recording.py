@@ -213,6 +213,21 @@ class SentRecorder:
             )
         )
         while self._queue:
+            try:
+                # One connection for the batches that follow, pre-pinged once, not per
+                # batch; a batch that fails hands back its connection.
+                async with self._database.pinned() as database:
+                    await self._write_batches(database, statement)
+            except Exception as exc:  # no connection: what waits is reconciled, as below
+                log.error(
+                    "sent emails not recorded; they will be reconciled",
+                    emails=[str(row["b_id"]) for row, _ in self._queue],
+                    error=repr(exc),
+                )
+                self._queue = []
+
+    async def _write_batches(self, database: Database, statement: Any) -> None:
+        while self._queue:
             if not self._draining and len(self._queue) < self.BATCH:
                 with contextlib.suppress(TimeoutError):  # the batch fills meanwhile
                     await asyncio.wait_for(self._wake.wait(), self._linger)
@@ -220,7 +235,7 @@ class SentRecorder:
                 self._wake.clear()
             batch, self._queue = self._queue[: self.BATCH], self._queue[self.BATCH :]
             try:
-                async with self._database.session() as session:
+                async with database.session() as session:
                     batch = await self._still_sending(session, batch)
                     if batch:
                         await session.execute(statement, [row for row, _ in batch])
@@ -230,7 +245,7 @@ class SentRecorder:
                     emails=[str(row["b_id"]) for row, _ in batch],
                     error=repr(exc),
                 )
-                continue  # counted when reconciled
+                return  # counted when reconciled; the next batch takes a fresh connection
             for provider, emails in Counter(provider for _, provider in batch).items():
                 metrics.EMAILS_SENT.labels(provider).inc(emails)
 
