@@ -120,6 +120,50 @@ class TestUnusedSession:
         assert ran == ["yes"]
 
 
+class TestSessionReuse:
+    """A session clean after its block serves a later block: making one costs more than a
+    send that only called Gmail. Never two blocks at once, never one left dirty."""
+
+    async def test_a_clean_session_serves_the_next_block(
+        self, committing_database: Database
+    ) -> None:
+        async with committing_database.session() as first:
+            pass
+        async with committing_database.session() as second:
+            session_id = id(second)
+            assert untouched(second)
+        assert second is first
+        async with committing_database.session() as used:
+            used.add(AuditLog(action="test.reused", actor_id=None))
+        assert id(used) == session_id
+        async with committing_database.session() as after:
+            # Committed and closed by its block: as new, and it sees the committed row.
+            assert untouched(after)
+            assert await after.scalar(select(AuditLog.action)) == "test.reused"
+
+    async def test_blocks_at_the_same_time_never_share_a_session(
+        self, committing_database: Database
+    ) -> None:
+        async with committing_database.session():
+            pass
+        async with committing_database.session() as outer:
+            async with committing_database.session() as inner:
+                assert inner is not outer
+
+    async def test_a_block_that_raised_or_left_notes_gives_no_session_back(
+        self, committing_database: Database
+    ) -> None:
+        with pytest.raises(RuntimeError):
+            async with committing_database.session() as failed:
+                raise RuntimeError("boom")
+        async with committing_database.session() as noted:
+            assert noted is not failed
+            noted.info["mark"] = True
+        async with committing_database.session() as fresh:
+            assert fresh is not noted and fresh is not failed
+            assert not fresh.info
+
+
 async def test_an_unreachable_postgresql_is_an_operational_error() -> None:
     """asyncpg raises a bare ConnectionRefusedError; the app answers OperationalError with 503."""
     from sqlalchemy.exc import OperationalError

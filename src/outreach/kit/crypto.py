@@ -22,6 +22,7 @@ class SecretDecryptionFailed(RuntimeError):
     """A stored secret was encrypted with a key that is no longer configured."""
 
 
+@lru_cache(maxsize=8)  # read on every Gmail call (fernet_for): a hash is not free
 def derived_key(secret_key: str) -> bytes:
     """A Fernet key derived from the app's secret key (domain-separated)."""
     digest = hashlib.sha256(b"outreach-encryption-key:" + secret_key.encode()).digest()

@@ -191,6 +191,9 @@ def json_rows(
     return {name: ordered.c[name] for name in columns}
 
 
+_UNUSED_KEPT = 64
+
+
 class Database:
     """An engine and its session factory."""
 
@@ -201,6 +204,9 @@ class Database:
         self.sessionmaker = sessionmaker or async_sessionmaker(
             engine, expire_on_commit=False, autoflush=False
         )
+        # Sessions whose block never used them, ready for the next block: making one
+        # costs more than a send that only called Gmail (see ``session``).
+        self._unused: list[AsyncSession] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -214,8 +220,10 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block succeeds, rolls back when it raises.
         A block that never used its session (a send that only called Gmail) has nothing to
-        commit or close, and skips both: that is most of what an unused session costs."""
-        session = self.sessionmaker()
+        commit or close, and skips both; a session closed and clean after its block is
+        kept for a later block (one at a time), as new, since making one costs more than
+        such a send's other work. Do not keep a session past its block."""
+        session = self._unused.pop() if self._unused else self.sessionmaker()
         try:
             try:
                 yield session
@@ -229,6 +237,8 @@ class Database:
             if not untouched(session):
                 await session.__aexit__(None, None, None)  # closes, even when cancelled
         await run_after_commit(session)
+        if untouched(session) and not session.info and len(self._unused) < _UNUSED_KEPT:
+            self._unused.append(session)  # as good as new: nothing begun, held or noted
 
     @asynccontextmanager
     async def pinned(self) -> AsyncIterator[Database]:
