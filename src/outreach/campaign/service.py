@@ -372,6 +372,11 @@ class CampaignService:
 
         Returns (scheduled, charged, skipped counts). A job then prepares drafts.
         """
+        # Two schedules racing (two keys, or the API and a page) would both see a draft:
+        # the second's debit replays the first's, yet it would plan every email again
+        # (each sent twice, and refunded for credits nobody paid). The row lock makes
+        # the second wait, then see the campaign scheduled.
+        await session.refresh(campaign, with_for_update=True)
         if campaign.status != CampaignStatus.draft:
             raise CampaignStateConflict(f"the campaign is already {campaign.status.value}")
         if campaign.start_at < utcnow() - timedelta(minutes=5):

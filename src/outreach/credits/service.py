@@ -125,6 +125,27 @@ class CreditService:
         _count_entry(session, reason, delta)
         return entry
 
+    async def find_entry(
+        self, session: AsyncSession, *, idempotency_key: str
+    ) -> LedgerEntry | None:
+        """The entry applied under ``idempotency_key`` (as given to
+        :meth:`apply_ledger_entry`), or None when the key was never used."""
+        return await self._find_entry(session, ledger_key(idempotency_key))
+
+    async def debited(
+        self, session: AsyncSession, *, user_id: uuid.UUID, idempotency_key: str | None, ref: str
+    ) -> int:
+        """The credits that the debit applied under ``idempotency_key`` took for ``ref``:
+        the most a refund of ``ref`` may give back. 0 when there is no such debit, or
+        when the key's entry was applied for another ``ref`` (a replayed debit paid for
+        something else), so a refund can never hand out credits nobody paid."""
+        if idempotency_key is None:
+            return 0
+        entry = await self.find_entry(session, idempotency_key=idempotency_key)
+        if entry is None or entry.user_id != user_id or entry.ref != ref or entry.delta > 0:
+            return 0
+        return -entry.delta
+
     async def _move_balance(
         self, session: AsyncSession, user_id: uuid.UUID, delta: int
     ) -> int | None:

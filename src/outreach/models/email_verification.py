@@ -45,6 +45,9 @@ class VerificationJob(RecordModel):
     input: Mapped[dict[str, Any]] = mapped_column(default=dict)
     results: Mapped[list[Any]] = mapped_column(JSON, default=list)
     cursor: Mapped[str | None] = mapped_column(String(320))  # last address done (list runs)
+    # The ledger key of the job's debit (``verify:bulk:<user>:<key>``, as stored): one job
+    # per key, and its settlement refunds at most what that debit took. None: no charge.
+    charge_key: Mapped[str | None] = mapped_column(String(300), index=True, unique=True)
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None]
 

@@ -38,6 +38,7 @@ from outreach.models import (
     VerificationJobKind,
     VerificationJobStatus,
 )
+from outreach.recipient import bulk_charge
 from outreach.recipient.addresses import InvalidAddress, normalise_domain, normalise_email
 from outreach.recipient.dns import DomainInfo, domain_lookup
 from outreach.recipient.importing import import_service
@@ -238,7 +239,17 @@ class EnrichmentService:
         add_to_list_id: uuid.UUID | None,
         idempotency_key: str,
     ) -> VerificationJob:
-        """Hold credits for the most that can be found and run (inline when small)."""
+        """Hold credits for the most that can be found and run (inline when small).
+
+        Once per user and ``idempotency_key``, whoever calls: the same key again, or a
+        concurrent call with it, gets the job that holds the key and is charged
+        nothing (``recipient.bulk_charge``)."""
+        key = bulk_charge.charge_key(
+            "enrich:bulk", user_id=user_id, idempotency_key=idempotency_key
+        )
+        earlier = await bulk_charge.job_holding(session, user_id=user_id, charge_key=key)
+        if earlier is not None:
+            return earlier
         settings = get_settings()
         if list_id is not None:
             source = await list_service.get_list(session, user_id=user_id, list_id=list_id)
@@ -263,17 +274,13 @@ class EnrichmentService:
             counts={},
             results=[],
             input={"companies": companies, "add_to_list_id": str(add_to_list_id or "") or None},
+            charge_key=key,
         )
+        holder = await bulk_charge.charge(session, job=job, reason=LedgerReason.enrich)
+        if holder is not job:
+            return holder  # a concurrent call with this key committed first
         session.add(job)
         await session.flush()
-        await credit_service.apply_ledger_entry(
-            session,
-            user_id=user_id,
-            delta=-job.credits_charged,
-            reason=LedgerReason.enrich,
-            ref=f"enrich_job:{job.id}",
-            idempotency_key=f"enrich:bulk:{user_id}:{idempotency_key}",
-        )
         if len(companies) <= settings.enrich_inline_max_companies:
             job.status = VerificationJobStatus.running.value
             results = [await self.enrich_company(session, c) for c in companies]
@@ -373,6 +380,9 @@ class EnrichmentService:
         assert job.user_id is not None
         price = pricing_from_settings(get_settings()).enrich_per_address_found
         found = [c for r in results for c in r["candidates"] if is_found(c)]
+        # Never more than the job's own debit took (a job whose debit paid for another
+        # one gets nothing back).
+        job.credits_charged = await bulk_charge.refundable(session, job=job)
         refund = max(job.credits_charged - len(found) * price, 0)
         if refund:
             await credit_service.apply_ledger_entry(
@@ -380,7 +390,7 @@ class EnrichmentService:
                 user_id=job.user_id,
                 delta=refund,
                 reason=LedgerReason.enrich,
-                ref=f"enrich_job:{job.id}",
+                ref=bulk_charge.job_ref(job),
                 idempotency_key=f"enrich:bulk-settle:{job.id}",
             )
         added = 0

@@ -36,6 +36,7 @@ from outreach.models import (
     VerificationJobKind,
     VerificationJobStatus,
 )
+from outreach.recipient import bulk_charge
 from outreach.recipient import dns as dns_module
 from outreach.recipient.addresses import (
     Address,
@@ -432,7 +433,17 @@ class VerificationService:
         emails: list[str] | None,
         idempotency_key: str,
     ) -> VerificationJob:
-        """Charge once for every address to check and queue the job (402 charges nothing)."""
+        """Charge once for every address to check and queue the job (402 charges nothing).
+
+        Once per user and ``idempotency_key``, whoever calls: the same key again, or a
+        concurrent call with it, gets the job that holds the key and is charged
+        nothing (``recipient.bulk_charge``)."""
+        key = bulk_charge.charge_key(
+            "verify:bulk", user_id=user_id, idempotency_key=idempotency_key
+        )
+        earlier = await bulk_charge.job_holding(session, user_id=user_id, charge_key=key)
+        if earlier is not None:
+            return earlier
         settings = get_settings()
         price = pricing_from_settings(settings).verify_per_address
         job = VerificationJob(
@@ -443,6 +454,7 @@ class VerificationService:
             counts={},
             input={},
             results=[],
+            charge_key=key,
         )
         if list_id is not None:
             recipient_list = await list_service.get_list(session, user_id=user_id, list_id=list_id)
@@ -454,18 +466,13 @@ class VerificationService:
         if job.total == 0:
             raise NothingToVerify("the list has no recipients")
         job.credits_charged = job.total * price
+        holder = await bulk_charge.charge(session, job=job, reason=LedgerReason.verify)
+        if holder is not job:
+            return holder  # a concurrent call with this key committed first
         session.add(job)
         await session.flush()
         if list_id is None:
             await self._add_pending(session, user_id=user_id, job=job, emails=unique)
-        await credit_service.apply_ledger_entry(
-            session,
-            user_id=user_id,
-            delta=-job.credits_charged,
-            reason=LedgerReason.verify,
-            ref=f"verification_job:{job.id}",
-            idempotency_key=f"verify:bulk:{user_id}:{idempotency_key}",
-        )
         enqueue_after_commit(session, VERIFY_JOB, job_id=str(job.id))
         return job
 
@@ -694,13 +701,14 @@ class VerificationService:
     async def finish_bulk_run(self, database: Database, *, job_id: uuid.UUID) -> None:
         """Refund what could not be checked (unknown, or never reached) and complete the
         job; once only (the refund's ledger key is the job's, and a completed job is
-        left alone)."""
+        left alone), and never more than the job's own debit took."""
         price = pricing_from_settings(get_settings()).verify_per_address
         async with database.session() as session:
             job = await session.get(VerificationJob, job_id, with_for_update=True)
             if job is None or job.user_id is None or job.status == "completed":
                 return
             unchecked = job.counts.get("unknown", 0) + max(job.total - job.done, 0)
+            job.credits_charged = await bulk_charge.refundable(session, job=job)
             refund = min(unchecked * price, job.credits_charged)
             if refund:
                 await credit_service.apply_ledger_entry(
@@ -708,7 +716,7 @@ class VerificationService:
                     user_id=job.user_id,
                     delta=refund,
                     reason=LedgerReason.verify,
-                    ref=f"verification_job:{job.id}",
+                    ref=bulk_charge.job_ref(job),
                     idempotency_key=f"verify:bulk-refund:{job.id}",
                 )
             job.credits_refunded = refund
