@@ -41,6 +41,7 @@ from outreach.recipient import dns as dns_module
 from outreach.recipient.addresses import (
     Address,
     InvalidAddress,
+    already_normal,
     is_disposable,
     is_free_mail,
     is_role_account,
@@ -608,9 +609,10 @@ class VerificationService:
         if run.should_read(size) and done + len(batch) < run.total:
             async with database.session() as session:
                 await self._read(session, run, job_id=job_id, size=size)
-        run.lookups.start(_domains(batch))
+        domains = _domains(batch)
+        run.lookups.start(domains)
         run.lookups.start(_domains(run.upcoming(size)))
-        fresh = await run.lookups.answers(_domains(batch))
+        fresh = await run.lookups.answers(domains)
         outcomes = await self._verify_parsed(batch, run)
         return await self._store_batch(
             database, job_id=job_id, done=done, run=run, fresh=fresh, outcomes=outcomes
@@ -768,6 +770,9 @@ def _domains(batch: Iterable[Address | Outcome]) -> set[str]:
 def _checked_as_stored(raw: str) -> Address | Outcome:
     """A stored address checked for syntax; a malformed one keeps the stored text, the
     key its result is written under."""
+    stored = already_normal(raw)  # what start_bulk and imports store: nothing to redo
+    if stored is not None:
+        return stored
     item = verification_service.check_syntax(raw)
     if isinstance(item, Outcome):
         item.email = item.email or raw
