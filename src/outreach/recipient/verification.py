@@ -250,10 +250,9 @@ class VerificationService:
             reasons.append("role_account")
         if is_free_mail(domain):
             reasons.append("free_mail_provider")
-        if dns_verdict:
-            status = dns_verdict[0]
-        else:
-            status = "risky" if disposable or role else "deliverable"
+        status = (
+            dns_verdict[0] if dns_verdict else ("risky" if disposable or role else "deliverable")
+        )
         details = {"mx_hosts": info.mx_hosts[:5]} if info is not None else {}
         return Verdict(info, status, reasons, details)
 
