@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outreach.models import ListKind
 from outreach.recipient.addresses import (
     InvalidAddress,
+    already_normal,
     is_disposable,
     is_role_account,
     normalise_domain,
@@ -46,6 +49,33 @@ class TestNormaliseEmail:
     def test_refuses(self, raw: str) -> None:
         with pytest.raises(InvalidAddress):
             normalise_email(raw)
+
+    @pytest.mark.parametrize("text", ["ada@example.com", "a.b+c@x-y.example.co", "hr@acme.io"])
+    def test_an_address_in_normal_form_is_taken_as_it_is(self, text: str) -> None:
+        assert already_normal(text) == normalise_email(text)
+
+    @pytest.mark.parametrize(
+        "text",
+        ["Ada@example.com", " ada@example.com", "ada@example.com\n", "<ada@example.com>",
+         "mailto:ada@example.com", "jo@bücher.de", "ada@", "a b@example.com", "x@@y.com"],
+    )  # fmt: skip
+    def test_anything_else_goes_through_normalisation(self, text: str) -> None:
+        assert already_normal(text) is None
+
+    @given(
+        st.text(alphabet='aZ0.-+@ <>:\n"ü', max_size=24)
+        | st.builds(
+            "{}@{}.{}".format,
+            st.text(alphabet="aZ0.-+_ü", min_size=1, max_size=8),
+            st.text(alphabet="aZ0-.", min_size=1, max_size=8),
+            st.sampled_from(["com", "io", "Co", "x1"]),
+        )
+    )
+    def test_already_normal_agrees_with_normalise_email(self, text: str) -> None:
+        taken = already_normal(text)
+        if taken is not None:
+            assert taken == normalise_email(text)
+            assert taken.email == text
 
     def test_domains_and_flags(self) -> None:
         assert normalise_domain("https://www.Acme.IO/careers?x=1") == "acme.io"

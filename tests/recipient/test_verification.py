@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from outreach.config import Settings
 from outreach.credits.service import credit_service
 from outreach.kit.db import Database
+from outreach.recipient.addresses import normalise_email
+from outreach.recipient.dns import DomainInfo
 from outreach.recipient.suppression import suppression_service
+from outreach.recipient.verification import Outcome, _results_document, verification_service
 from tests.conftest import make_client, sign_in, wait_for_jobs
 from tests.fakes.dns import FakeDNS
 from tests.recipient.conftest import started_app
@@ -263,3 +267,24 @@ async def test_smtp_probe_with_catch_all_detection(
         "ghost@probe.test": ("undeliverable", ["mailbox_not_found", "mx_found"]),
         "known@probe.test": ("deliverable", ["mx_found", "smtp_accepted"]),
     }
+
+
+def test_results_document_serialises_each_shared_verdict_once_and_every_address() -> None:
+    info = DomainInfo("acme.io", "ok", ["mx.acme.io"])
+    shared = verification_service.verdict("acme.io", info, role=False)
+    own = verification_service.classify(normalise_email("hr@acme.io"), info)
+    outcomes = [
+        shared.outcome(normalise_email("ann@acme.io")),
+        own,
+        shared.outcome(normalise_email("jösé@acme.io")),
+        Outcome('"a b"@acme.io', "acme.io", "undeliverable", ["invalid_syntax"], {"e": "\\"}),
+    ]
+    assert outcomes[0].reasons is outcomes[2].reasons  # one verdict, shared
+    rows = json.loads(_results_document(outcomes))
+    assert rows == [
+        {"email": o.email, "status": o.status, "reasons": o.reasons, "details": o.details}
+        for o in outcomes
+    ]
+    assert rows[1]["reasons"] == ["mx_found", "role_account"]
+    assert rows[2]["email"] == "jösé@acme.io"
+    assert json.loads(_results_document([])) == []

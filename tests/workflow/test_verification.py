@@ -8,6 +8,7 @@ checks of its address."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -294,3 +295,54 @@ async def test_a_lookup_that_times_out_and_a_malformed_row_never_stall_the_batch
     assert all(verdict == ("deliverable", ["mx_found"]) for verdict in verdicts.values())
     assert zone.queries[("d05silent.test", "MX")] >= 1  # asked, never answered
     assert all(zone.queries[(domain, "MX")] == 1 for domain in DOMAINS)
+
+
+async def test_addresses_sharing_a_verdict_get_each_their_own_result(
+    run_settings: Settings, zone: FakeDNS, database: Database, session: AsyncSession
+) -> None:
+    # A run draws one verdict per domain and role flag and its addresses share it, over
+    # many batches of 3: each stored result must still be what checking the address
+    # alone gives, and a failing domain among them changes only its own addresses.
+    zone.add_mx("mailinator.com", "mx.mailinator.com")  # disposable
+    zone.add_mx("gmail.com", "mx.gmail.com")  # free mail
+    locals_ = ["ann", "careers", "bob", "hr", "zed+tag", "jösé"]
+    domains = ["d00.test", "mailinator.com", "gmail.com", "zz-broken.test"]
+    emails = [f"{local}@{domain}" for domain in domains for local in locals_]
+    emails += ['"john doe"@d00.test', "x@@d00.test"]  # malformed: stored as written
+    user = await create_user(session, "ada@example.com", balance=40)
+    job = await verification_service.start_bulk(
+        session, user_id=user.id, list_id=None, emails=emails, idempotency_key="shared"
+    )
+    await session.flush()
+
+    await run_verification_job(database, job_id=job.id)
+
+    rows = await session.execute(
+        select(
+            EmailVerification.email,
+            EmailVerification.status,
+            EmailVerification.reasons,
+            EmailVerification.details,
+        ).where(EmailVerification.job_id == job.id)
+    )
+    stored = {email: (status, reasons, details) for email, status, reasons, details in rows}
+    alone = await verification_service.verify_addresses(session, emails)
+    assert stored == {o.email: (o.status, o.reasons, o.details) for o in alone}
+    assert len(stored) == 26
+    assert stored["ann@gmail.com"][:2] == ("deliverable", ["mx_found", "free_mail_provider"])
+    assert stored["careers@gmail.com"][:2] == (
+        "risky",
+        ["mx_found", "role_account", "free_mail_provider"],
+    )
+    assert stored["bob@mailinator.com"][:2] == ("risky", ["mx_found", "disposable_domain"])
+    assert stored["jösé@gmail.com"] == (
+        "deliverable",
+        ["mx_found", "free_mail_provider"],
+        {"mx_hosts": ["mx.gmail.com"]},
+    )
+    assert stored["ann@zz-broken.test"] == ("unknown", ["dns_error"], {"mx_hosts": []})
+    assert stored['"john doe"@d00.test'][:2] == ("undeliverable", ["invalid_syntax"])
+    done = await session.get(VerificationJob, job.id, populate_existing=True)
+    assert done is not None
+    assert done.counts == dict(Counter(o.status for o in alone))
+    assert done.credits_refunded == done.counts["unknown"] == 5

@@ -163,15 +163,17 @@ def dialect_insert(session: AsyncSession) -> Any:
 
 
 def json_rows(
-    session: AsyncSession, rows: list[dict[str, Any]], **columns: Any
+    session: AsyncSession, rows: list[dict[str, Any]] | str, **columns: Any
 ) -> dict[str, ColumnElement[Any]]:
     """``rows`` as a table to join in one statement (``UPDATE … FROM``), sent as a
     single JSON parameter rather than one parameter per value, so a batch costs one
     statement and one bound value. ``columns`` names each key and its type; the result
     maps each name to its column (use them in more than one statement: the document is
-    serialised once)."""
+    serialised once). ``rows`` may come serialised already, as a JSON array of objects
+    (a caller whose rows repeat the same values serialises each value once)."""
     # Serialised here, once: statements sharing these columns bind the same text.
-    document: ColumnElement[Any] = bindparam(None, json.dumps(rows), type_=String)
+    serialised = rows if isinstance(rows, str) else json.dumps(rows)
+    document: ColumnElement[Any] = bindparam(None, serialised, type_=String)
     if session.get_bind().dialect.name == "postgresql":
         table = (
             func.json_to_recordset(cast(document, JSON))

@@ -146,6 +146,16 @@ def normalise_email(raw: str) -> Address:
     return Address(email, local, domain)
 
 
+def already_normal(text: str) -> Address | None:
+    """``text`` as an address when it is one in normal form already (plain ASCII, lower
+    case, nothing to trim): what ``normalise_email`` would return for it. None: call
+    ``normalise_email``, which says what is wrong or normalises it."""
+    if len(text) <= MAX_LENGTH and _SIMPLE.fullmatch(text):
+        local, domain = text.rsplit("@", 1)
+        return Address(text, local, domain)
+    return None
+
+
 def normalise_domain(raw: str) -> str:
     """A bare domain (or a website URL) as lower-case ASCII; raises InvalidAddress."""
     text = raw.strip().lower()

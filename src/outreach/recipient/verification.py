@@ -9,6 +9,7 @@ directory refresh and later workflow graphs compose the same pieces.
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,7 @@ from outreach.recipient import dns as dns_module
 from outreach.recipient.addresses import (
     Address,
     InvalidAddress,
+    already_normal,
     is_disposable,
     is_free_mail,
     is_role_account,
@@ -90,6 +92,23 @@ class Outcome:
         return "disposable_domain" in self.reasons
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What classification says about every address of one domain with the same role
+    flag (a domain's DNS answer, disposable and free-mail flags, the role flag)."""
+
+    info: DomainInfo | None  # the answer it was drawn from
+    status: str
+    reasons: list[str]
+    details: dict[str, Any]
+
+    def outcome(self, address: Address) -> Outcome:
+        """The address's outcome, sharing this verdict's reasons and details (a run
+        makes ten thousand outcomes from a few thousand verdicts; ``probe`` gives the
+        outcome it changes its own copies)."""
+        return Outcome(address.email, address.domain, self.status, self.reasons, self.details)
+
+
 @dataclass
 class BulkRun:
     """What one process keeps between the batches of a job's run (never checkpointed):
@@ -103,6 +122,7 @@ class BulkRun:
 
     prober: SmtpProber | None = None
     lookups: RunLookups = field(default_factory=RunLookups)
+    verdicts: dict[tuple[str, bool], Verdict] = field(default_factory=dict)  # (domain, role)
     user_id: uuid.UUID | None = None
     list_id: uuid.UUID | None = None
     total: int = 0
@@ -213,28 +233,37 @@ class VerificationService:
 
     def classify(self, address: Address, info: DomainInfo | None) -> Outcome:
         """The verdict from what is known without talking to the mail server."""
-        verdict = _DNS_VERDICTS.get(info.status if info is not None else dns_module.ERROR)
-        if verdict is None and info is not None:
+        role = is_role_account(address.local)
+        return self.verdict(address.domain, info, role=role).outcome(address)
+
+    def verdict(self, domain: str, info: DomainInfo | None, *, role: bool) -> Verdict:
+        """The verdict shared by the addresses of ``domain`` (DNS said ``info``) whose
+        local part is (``role``) or is not a role account."""
+        dns_verdict = _DNS_VERDICTS.get(info.status if info is not None else dns_module.ERROR)
+        if dns_verdict is None and info is not None:
             reasons = ["mx_found" if info.mx_hosts else "a_record_fallback"]
         else:
-            reasons = [verdict[1] if verdict else "dns_error"]
-        disposable = is_disposable(address.domain)
-        role = is_role_account(address.local)
+            reasons = [dns_verdict[1] if dns_verdict else "dns_error"]
+        disposable = is_disposable(domain)
         if disposable:
             reasons.append("disposable_domain")
         if role:
             reasons.append("role_account")
-        if is_free_mail(address.domain):
+        if is_free_mail(domain):
             reasons.append("free_mail_provider")
-        status = verdict[0] if verdict else ("risky" if disposable or role else "deliverable")
+        status = (
+            dns_verdict[0] if dns_verdict else ("risky" if disposable or role else "deliverable")
+        )
         details = {"mx_hosts": info.mx_hosts[:5]} if info is not None else {}
-        return Outcome(address.email, address.domain, status, reasons, details)
+        return Verdict(info, status, reasons, details)
 
     async def probe(self, prober: SmtpProber, outcome: Outcome, info: DomainInfo) -> Outcome:
         """Refine a mail-capable outcome with an SMTP RCPT probe (jobs only, when enabled)."""
         if outcome.status not in ("deliverable", "risky"):
             return outcome
         result = await prober.probe(outcome.email, info)
+        # Its own reasons and details: a bulk run's outcomes share their verdict's.
+        outcome.reasons, outcome.details = list(outcome.reasons), dict(outcome.details)
         outcome.details["smtp"] = result.verdict
         if result.verdict == REJECTED:
             outcome.status = "undeliverable"
@@ -289,14 +318,7 @@ class VerificationService:
         if not outcomes:
             return
         now = utcnow()
-        rows = json_rows(
-            session,
-            [
-                {"email": o.email, "status": o.status, "reasons": o.reasons, "details": o.details}
-                for o in outcomes
-            ],
-            **_RESULT_COLUMNS,
-        )
+        rows = json_rows(session, _results_document(outcomes), **_RESULT_COLUMNS)
         if job_id is not None:
             await session.execute(
                 update(_verifications)
@@ -593,9 +615,10 @@ class VerificationService:
         if run.should_read(size) and done + len(batch) < run.total:
             async with database.session() as session:
                 await self._read(session, run, job_id=job_id, size=size)
-        run.lookups.start(_domains(batch))
+        domains = _domains(batch)
+        run.lookups.start(domains)
         run.lookups.start(_domains(run.upcoming(size)))
-        fresh = await run.lookups.answers(_domains(batch))
+        fresh = await run.lookups.answers(domains)
         outcomes = await self._verify_parsed(batch, run)
         return await self._store_batch(
             database, job_id=job_id, done=done, run=run, fresh=fresh, outcomes=outcomes
@@ -685,14 +708,20 @@ class VerificationService:
         return BulkProgress(job_id, run.total, position, run.position, running)
 
     async def _verify_parsed(self, batch: list[Address | Outcome], run: BulkRun) -> list[Outcome]:
-        """Classify a batch whose domains the run knows (no database needed)."""
+        """Classify a batch whose domains the run knows (no database needed). A verdict
+        is drawn once per domain and role flag in a run, and its addresses share it."""
         outcomes = []
+        known, verdicts = run.lookups.known, run.verdicts
         for item in batch:
             if isinstance(item, Outcome):
                 outcomes.append(item)
                 continue
-            info = run.lookups.known.get(item.domain)
-            outcome = self.classify(item, info)
+            info = known.get(item.domain)
+            key = (item.domain, is_role_account(item.local))
+            verdict = verdicts.get(key)
+            if verdict is None or verdict.info is not info:
+                verdict = verdicts[key] = self.verdict(item.domain, info, role=key[1])
+            outcome = verdict.outcome(item)
             if run.prober is not None and info is not None and info.accepts_mail:
                 outcome = await self.probe(run.prober, outcome, info)
             outcomes.append(outcome)
@@ -725,6 +754,21 @@ class VerificationService:
         log.info("bulk verification finished", job_id=str(job_id), refunded=refund)
 
 
+def _results_document(outcomes: list[Outcome]) -> str:
+    """The results as one JSON array (``kit.db.json_rows``). Outcomes that share a
+    verdict share its reasons and details objects, which are serialised once."""
+    shared: dict[tuple[str, int, int], str] = {}
+    rows = []
+    for o in outcomes:
+        key = (o.status, id(o.reasons), id(o.details))
+        fields = shared.get(key)
+        if fields is None:
+            fields = json.dumps({"status": o.status, "reasons": o.reasons, "details": o.details})
+            shared[key] = fields = fields[1:]  # without its opening brace
+        rows.append('{"email":' + json.dumps(o.email) + "," + fields)
+    return "[" + ",".join(rows) + "]"
+
+
 def _domains(batch: Iterable[Address | Outcome]) -> set[str]:
     """The domains worth asking DNS about: those of well-formed addresses."""
     return {item.domain for item in batch if isinstance(item, Address)}
@@ -733,6 +777,9 @@ def _domains(batch: Iterable[Address | Outcome]) -> set[str]:
 def _checked_as_stored(raw: str) -> Address | Outcome:
     """A stored address checked for syntax; a malformed one keeps the stored text, the
     key its result is written under."""
+    stored = already_normal(raw)  # what start_bulk and imports store: nothing to redo
+    if stored is not None:
+        return stored
     item = verification_service.check_syntax(raw)
     if isinstance(item, Outcome):
         item.email = item.email or raw
