@@ -160,7 +160,8 @@ class TestSessionReuse:
             assert noted is not failed
             noted.info["mark"] = True
         async with committing_database.session() as fresh:
-            assert fresh is not noted and fresh is not failed
+            assert fresh is not noted
+            assert fresh is not failed
             assert not fresh.info
 
 
