@@ -146,9 +146,11 @@ class TestSessionReuse:
     ) -> None:
         async with committing_database.session():
             pass
-        async with committing_database.session() as outer:
-            async with committing_database.session() as inner:
-                assert inner is not outer
+        async with (
+            committing_database.session() as outer,
+            committing_database.session() as inner,
+        ):
+            assert inner is not outer
 
     async def test_a_block_that_raised_or_left_notes_gives_no_session_back(
         self, committing_database: Database
