@@ -1,3 +1,4 @@
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -180,3 +181,13 @@ async def test_an_unreachable_postgresql_is_an_operational_error() -> None:
                 await connection.execute(select(1))
     finally:
         await engine.dispose()
+
+
+def test_new_row_ids_are_distinct_version_4_uuids() -> None:
+    from outreach.kit.db import new_row_ids
+
+    ids = new_row_ids(1000)
+    assert len(set(ids)) == 1000
+    assert {value.version for value in ids} == {4}
+    assert {value.variant for value in ids} == {uuid.RFC_4122}
+    assert new_row_ids(0) == []

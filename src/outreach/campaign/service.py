@@ -35,6 +35,7 @@ from outreach.credits.pricing import pricing_from_settings
 from outreach.credits.service import credit_service
 from outreach.kit.audit import record_audit
 from outreach.kit.clock import utcnow
+from outreach.kit.db import new_row_ids
 from outreach.kit.errors import Conflict, FieldError, NotFound, Unprocessable
 from outreach.kit.jobs import enqueue_after_commit
 from outreach.kit.pagination import Pagination, paginate
@@ -398,9 +399,10 @@ class CampaignService:
             )
         domain = mailbox.address.rsplit("@", 1)[-1]
         now = utcnow()
+        ids = new_row_ids(len(audience.to_send))
         rows = [
             {
-                "id": uuid.uuid4(),
+                "id": ids[index],
                 "created_at": now,
                 "updated_at": now,
                 "campaign_id": campaign.id,

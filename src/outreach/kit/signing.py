@@ -52,10 +52,23 @@ def _key(secret: str, purpose: str) -> bytes:
     ).digest()
 
 
+@lru_cache(maxsize=64)
+def _keyed(secret: str, purpose: str) -> hmac.HMAC:
+    return hmac.new(_key(secret, purpose), digestmod=hashlib.sha256)
+
+
+def _mac(message: bytes, *, secret: str, purpose: str) -> bytes:
+    """HMAC-SHA256 of ``message`` under the purpose's key, from a copy of the keyed state
+    (a schedule signs a token per recipient; keying anew each time costs twice as much)."""
+    mac = _keyed(secret, purpose).copy()
+    mac.update(message)
+    return mac.digest()
+
+
 def keyed_digest(message: str, *, secret: str, purpose: str) -> str:
     """An HMAC of ``message`` under the purpose's key (base64url): a value only the
     holder of the secret can derive from ``message``."""
-    return b64url_encode(hmac.new(_key(secret, purpose), message.encode(), hashlib.sha256).digest())
+    return b64url_encode(_mac(message.encode(), secret=secret, purpose=purpose))
 
 
 def sign(
@@ -66,7 +79,7 @@ def sign(
     if expires_at is not None:
         body["_exp"] = int(expires_at.timestamp())
     encoded = b64url_encode(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
-    mac = hmac.new(_key(secret, purpose), encoded.encode(), hashlib.sha256).digest()[:20]
+    mac = _mac(encoded.encode(), secret=secret, purpose=purpose)[:20]
     return f"{encoded}.{b64url_encode(mac)}"
 
 
@@ -74,7 +87,7 @@ def unsign(token: str, *, secret: str, purpose: str) -> dict[str, Any]:
     """The payload of a token made by :func:`sign` for ``purpose``; raises InvalidSignature."""
     try:
         encoded, mac = token.split(".", 1)
-        expected = hmac.new(_key(secret, purpose), encoded.encode(), hashlib.sha256).digest()[:20]
+        expected = _mac(encoded.encode(), secret=secret, purpose=purpose)[:20]
         if not hmac.compare_digest(b64url_decode(mac), expected):
             raise InvalidSignature("bad signature")
         payload = json.loads(b64url_decode(encoded))
