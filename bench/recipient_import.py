@@ -42,7 +42,7 @@ from _common import (
     report,
 )
 from fastapi import UploadFile
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -206,16 +206,22 @@ async def run(args: argparse.Namespace, url: str) -> int:
     timings: dict[str, list[float]] = {"baseline": [], "csv": [], "xlsx": []}
     imported_lists: list[RecipientList] = []
     try:
-        reset_peak_memory()
+        peaks: list[float] = []
         # Rounds alternate and medians are compared, as in the other benchmarks: one
         # round of each measured its neighbours on a shared machine.
         for _ in range(args.rounds):
             timings["baseline"].append(await baseline(database, user_id, csv_path))
+            reset_peak_memory()  # the project's imports only, as in a one-round run
             for data, name in ((csv_path.read_bytes(), "list.csv"), (xlsx_data, "list.xlsx")):
                 elapsed, imported = await project(database, storage, user_id, data, name)
                 timings["csv" if name.endswith(".csv") else "xlsx"].append(elapsed)
                 imported_lists.append(imported)
-        memory = peak_memory_mb()
+            peaks.append(peak_memory_mb())
+            # Every round starts from the same tables: a table that grew by 300,000 rows
+            # a round made each round slower than the one before (not timed).
+            async with database.session() as session:
+                await session.execute(delete(Recipient).where(Recipient.user_id == user_id))
+        memory = max(peaks)
     finally:
         await pool.stop()
         await database.dispose()
