@@ -34,6 +34,15 @@ def charge_key(scope: str, *, user_id: uuid.UUID, idempotency_key: str) -> str:
     return ledger_key(f"{scope}:{user_id}:{idempotency_key}")
 
 
+async def key_and_holder(
+    session: AsyncSession, scope: str, *, user_id: uuid.UUID, idempotency_key: str
+) -> tuple[str, VerificationJob | None]:
+    """The ledger key of a new bulk job's debit, and the job already started under it
+    (None: the key is new; a caller given a job returns it and charges nothing)."""
+    key = charge_key(scope, user_id=user_id, idempotency_key=idempotency_key)
+    return key, await job_holding(session, user_id=user_id, charge_key=key)
+
+
 async def job_holding(
     session: AsyncSession, *, user_id: uuid.UUID, charge_key: str
 ) -> VerificationJob | None:

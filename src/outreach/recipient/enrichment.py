@@ -244,10 +244,9 @@ class EnrichmentService:
         Once per user and ``idempotency_key``, whoever calls: the same key again, or a
         concurrent call with it, gets the job that holds the key and is charged
         nothing (``recipient.bulk_charge``)."""
-        key = bulk_charge.charge_key(
-            "enrich:bulk", user_id=user_id, idempotency_key=idempotency_key
+        key, earlier = await bulk_charge.key_and_holder(
+            session, "enrich:bulk", user_id=user_id, idempotency_key=idempotency_key
         )
-        earlier = await bulk_charge.job_holding(session, user_id=user_id, charge_key=key)
         if earlier is not None:
             return earlier
         settings = get_settings()
