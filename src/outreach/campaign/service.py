@@ -42,7 +42,13 @@ from outreach.kit.pagination import Pagination, paginate
 from outreach.mailbox.mime import make_message_id
 from outreach.mailbox.service import mailbox_service
 from outreach.models import LedgerReason, Mailbox, MailboxStatus, User
-from outreach.models.campaign import Campaign, CampaignStatus, EmailStatus, ScheduledEmail
+from outreach.models.campaign import (
+    Campaign,
+    CampaignStatus,
+    CampaignStep,
+    EmailStatus,
+    ScheduledEmail,
+)
 from outreach.models.recipient import Recipient
 from outreach.models.recipient_list import ListStatus
 from outreach.recipient.lists import list_service
@@ -50,6 +56,9 @@ from outreach.resume.service import ResumeNotFound, resume_service
 from outreach.template.service import template_service
 
 # Settings that PATCH may change while the campaign is a draft.
+# Rows per INSERT statement, and recipients per batch of rows built at once.
+_INSERT_BATCH = 1000
+
 _EDITABLE = (
     "name",
     "mailbox_id",
@@ -299,9 +308,9 @@ class CampaignService:
                 ScheduledEmail.sent_at >= now - timedelta(days=1),
             )
         )
-        domains = {c.company_domain for c in audience.to_send if c.company_domain}
-        company_times = await self._company_bookings(session, campaign.user_id, domains)
         capped = campaign.company_cap is not None
+        domains = {c.company_domain for c in audience.to_send if c.company_domain and capped}
+        company_times = await self._company_bookings(session, campaign.user_id, domains)
         per_recipient = campaign.use_recipient_timezone
         emails = [
             EmailToPlan(
@@ -397,39 +406,9 @@ class CampaignService:
                 ref=str(campaign.id),
                 idempotency_key=f"campaign:{campaign.id}:schedule",
             )
-        domain = mailbox.address.rsplit("@", 1)[-1]
-        now = utcnow()
-        ids = new_row_ids(len(audience.to_send))
-        rows = [
-            {
-                "id": ids[index],
-                "created_at": now,
-                "updated_at": now,
-                "campaign_id": campaign.id,
-                "user_id": user.id,
-                "mailbox_id": mailbox.id,
-                "recipient_id": candidate.recipient.id,
-                "to_address": candidate.recipient.email,
-                "to_name": candidate.recipient.name,
-                "company_domain": candidate.company_domain,
-                "status": EmailStatus.pending,
-                "due_at": plan.due_at[index],
-                "subject": candidate.rendered.subject,
-                "body_text": candidate.rendered.text,
-                "body_html": candidate.rendered.html,
-                "rfc822_message_id": make_message_id(domain),
-                "attempts": 0,
-                "refunded": False,
-            }
-            for index, candidate in enumerate(audience.to_send)
-        ]
         for step, step_version in zip(steps, audience.followup_versions, strict=True):
             step.template_version = step_version
-        rows += followups.followup_rows(
-            rows, steps, audience.followups, message_id=lambda: make_message_id(domain)
-        )
-        for start in range(0, len(rows), 1000):
-            await session.execute(insert(ScheduledEmail), rows[start : start + 1000])
+        stored = await self._store_emails(session, campaign, mailbox, audience, plan, steps)
         if campaign.attach_resume:
             campaign.resume_id = await self.resume_to_attach(session, user=user)
         campaign.status = CampaignStatus.scheduled
@@ -442,10 +421,63 @@ class CampaignService:
             actor_id=user.id,
             target_type="campaign",
             target_id=campaign.id,
-            details={"emails": len(rows), "credits": cost},
+            details={"emails": stored, "credits": cost},
         )
         enqueue_after_commit(session, "campaign.prepare_emails", campaign_id=str(campaign.id))
-        return len(rows), cost, audience.skipped_counts
+        return stored, cost, audience.skipped_counts
+
+    @staticmethod
+    async def _store_emails(
+        session: AsyncSession,
+        campaign: Campaign,
+        mailbox: Mailbox,
+        audience: Audience,
+        plan: PlanResult,
+        steps: Sequence[CampaignStep],
+    ) -> int:
+        """Insert every planned email (and its follow-ups), a batch of recipients at a
+        time: the rows of one batch are gone before the next is built, so a schedule of
+        10,000 does not keep 10,000 row dicts alive for the collector to walk."""
+        domain = mailbox.address.rsplit("@", 1)[-1]
+        now = utcnow()
+        stored = 0
+        for start in range(0, len(audience.to_send), _INSERT_BATCH):
+            batch = audience.to_send[start : start + _INSERT_BATCH]
+            ids = new_row_ids(len(batch))
+            rows = [
+                {
+                    "id": ids[offset],
+                    "created_at": now,
+                    "updated_at": now,
+                    "campaign_id": campaign.id,
+                    "user_id": campaign.user_id,
+                    "mailbox_id": mailbox.id,
+                    "recipient_id": candidate.recipient.id,
+                    "to_address": candidate.recipient.email,
+                    "to_name": candidate.recipient.name,
+                    "company_domain": candidate.company_domain,
+                    "status": EmailStatus.pending,
+                    "due_at": plan.due_at[start + offset],
+                    "subject": candidate.rendered.subject,
+                    "body_text": candidate.rendered.text,
+                    "body_html": candidate.rendered.html,
+                    "rfc822_message_id": make_message_id(domain),
+                    "attempts": 0,
+                    "refunded": False,
+                }
+                for offset, candidate in enumerate(batch)
+            ]
+            rows += followups.followup_rows(
+                rows,
+                steps,
+                audience.followups[start : start + _INSERT_BATCH] if steps else [],
+                message_id=lambda: make_message_id(domain),
+            )
+            # A follow-up comes after the email it follows: its link is checked on insert.
+            for offset in range(0, len(rows), _INSERT_BATCH):
+                await session.execute(insert(ScheduledEmail), rows[offset : offset + _INSERT_BATCH])
+            stored += len(rows)
+        return stored
 
     async def resume_to_attach(self, session: AsyncSession, *, user: User) -> uuid.UUID:
         """The latest resume, for a campaign that attaches it; 422 when there is none."""

@@ -78,7 +78,18 @@ def sign(
     body = dict(payload)
     if expires_at is not None:
         body["_exp"] = int(expires_at.timestamp())
-    encoded = b64url_encode(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+    return seal(compact_json(body), secret=secret, purpose=purpose)
+
+
+def compact_json(payload: dict[str, Any]) -> str:
+    """``payload`` as every token writes it: compact, keys sorted, ASCII only."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
+
+
+def seal(payload_json: str, *, secret: str, purpose: str) -> str:
+    """The token of a payload already written by :func:`compact_json` (a caller signing
+    many payloads of one shape writes the shared part once); :func:`unsign` reads it."""
+    encoded = b64url_encode(payload_json.encode())
     mac = _mac(encoded.encode(), secret=secret, purpose=purpose)[:20]
     return f"{encoded}.{b64url_encode(mac)}"
 

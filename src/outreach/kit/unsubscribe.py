@@ -7,12 +7,17 @@ working for as long as the email sits in someone's inbox.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from outreach.kit.signing import InvalidSignature, sign, unsign
+from outreach.kit.signing import InvalidSignature, compact_json, seal, unsign
 
 PURPOSE = "unsubscribe"
+# Stands for the address while the JSON around it is written once (spelled \u0000
+# there, which no UUID holds).
+_ADDRESS_SLOT = "\x00"
 
 
 @dataclass(frozen=True)
@@ -22,13 +27,28 @@ class UnsubscribeRequest:
     campaign_id: uuid.UUID | None
 
 
+def unsubscribe_tokens(
+    *, secret: str, sender_id: uuid.UUID, campaign_id: uuid.UUID | None = None
+) -> Callable[[str], str]:
+    """A function giving the token of address after address for one sender (and
+    campaign): a campaign signs one per recipient, and only the address differs, so
+    the JSON around it is written once. Each token is byte for byte what
+    :func:`make_unsubscribe_token` gives."""
+    payload = {"s": str(sender_id), "e": _ADDRESS_SLOT}
+    if campaign_id is not None:
+        payload["c"] = str(campaign_id)
+    head, tail = compact_json(payload).split(json.dumps(_ADDRESS_SLOT))
+
+    def token(email: str) -> str:
+        return seal(head + json.dumps(email.lower()) + tail, secret=secret, purpose=PURPOSE)
+
+    return token
+
+
 def make_unsubscribe_token(
     *, secret: str, sender_id: uuid.UUID, email: str, campaign_id: uuid.UUID | None = None
 ) -> str:
-    payload = {"s": str(sender_id), "e": email.lower()}
-    if campaign_id is not None:
-        payload["c"] = str(campaign_id)
-    return sign(payload, secret=secret, purpose=PURPOSE)
+    return unsubscribe_tokens(secret=secret, sender_id=sender_id, campaign_id=campaign_id)(email)
 
 
 def read_unsubscribe_token(token: str, *, secret: str) -> UnsubscribeRequest:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from outreach.kit.text import control_character
 from outreach.template.language import RECIPIENT_FIELDS, SENDER_FIELDS
@@ -30,8 +29,8 @@ class TemplateContent(Protocol):
     body_html: str | None
 
 
-@dataclass(frozen=True)
-class RenderedEmail:
+class RenderedEmail(NamedTuple):
+    # A named tuple: cheaper to build than a frozen dataclass, and a schedule builds 10,000.
     subject: str
     text: str
     html: str | None

@@ -150,12 +150,15 @@ def _prepared(source: str, html: bool) -> Template | _Refusal:
         return _Refusal(f"it cannot be compiled ({type(exc).__name__})", None)
 
 
-def _stream(template: Template, context: Mapping[str, Any], budget: int) -> str:
+def _stream(template: Template, context: dict[str, Any], budget: int) -> str:
     """Render piece by piece, stopping as soon as the text passes ``budget``: the
     whole text is never built when it is too long (a long value printed 200 times)."""
     parts: list[str] = []
     used = 0
-    for chunk in template.generate(dict(context)):
+    # What ``template.generate`` does, without its copies of the context (``shared``:
+    # the render only reads it) and without a generator around the generator; an
+    # error reaches render_source as raised, which names it.
+    for chunk in template.root_render_func(template.new_context(context, shared=True)):
         used += len(chunk)
         if used > budget:
             raise TemplateProblem(
@@ -183,7 +186,7 @@ def render_source(
             line=prepared.line,
         )
     try:
-        return _stream(prepared, context, budget)
+        return _stream(prepared, context if type(context) is dict else dict(context), budget)
     except UndefinedError as exc:
         raise MissingVariables([_undefined_name(str(exc))]) from exc
     except TemplateProblem as exc:

@@ -14,7 +14,7 @@ from outreach.kit.clock import utcnow
 from outreach.kit.errors import FieldError, NotFound, Unprocessable
 from outreach.kit.pagination import Pagination, paginate
 from outreach.kit.text import control_character
-from outreach.kit.unsubscribe import make_unsubscribe_token, unsubscribe_url
+from outreach.kit.unsubscribe import unsubscribe_tokens, unsubscribe_url
 from outreach.models import Template, TemplateVersion, User
 from outreach.template.rendering import (
     RenderedEmail,
@@ -245,18 +245,14 @@ class TemplateService:
         settings = get_settings()
         secret = settings.secret_key.get_secret_value()
         sender_values = sender_context(sender)
+        token_for = unsubscribe_tokens(secret=secret, sender_id=sender_id, campaign_id=campaign_id)
 
         def render(
             recipient: Mapping[str, object], custom_fields: Mapping[str, object] | None
         ) -> tuple[RenderedEmail, dict[str, Any]]:
             context = recipient_context(recipient, custom_fields)
             context["sender"] = sender_values
-            token = make_unsubscribe_token(
-                secret=secret,
-                sender_id=sender_id,
-                email=str(recipient.get("email") or ""),
-                campaign_id=campaign_id,
-            )
+            token = token_for(str(recipient.get("email") or ""))
             try:
                 rendered = render_email(
                     version,
