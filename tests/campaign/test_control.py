@@ -47,6 +47,13 @@ async def test_review_mode_waits_for_approval(
     frozen_clock.freeze(MONDAY_0830_IST + timedelta(hours=2))
     assert await send_due_emails(database) == 0  # nothing goes out unapproved
     one = waiting["items"][0]["id"]
+    too_many = [str(uuid.uuid4()) for _ in range(10_001)]  # past what one statement binds
+    refused = await client.post(
+        f"/v1/campaigns/{campaign_id}/approve", json={"email_ids": [one, *too_many]}
+    )
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["errors"][0]["loc"][-1] == "email_ids"
     approved = await client.post(f"/v1/campaigns/{campaign_id}/approve", json={"email_ids": [one]})
     assert approved.json() == {"approved": 1}
     assert await send_due_emails(database) == 1

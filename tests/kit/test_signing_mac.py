@@ -61,9 +61,12 @@ def test_unsubscribe_tokens_are_what_signing_the_payload_gives(
     expected = sign(payload, secret="u" * 40, purpose="unsubscribe")
     tokens = unsubscribe_tokens(secret="u" * 40, sender_id=sender_id, campaign_id=campaign_id)
     assert tokens(email) == expected
-    assert make_unsubscribe_token(
-        secret="u" * 40, sender_id=sender_id, email=email, campaign_id=campaign_id
-    ) == expected
+    assert (
+        make_unsubscribe_token(
+            secret="u" * 40, sender_id=sender_id, email=email, campaign_id=campaign_id
+        )
+        == expected
+    )
     request = read_unsubscribe_token(expected, secret="u" * 40)
     assert (request.sender_id, request.email, request.campaign_id) == (
         sender_id,

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.kit.clock import utcnow
+from outreach.kit.db import in_batches
 from outreach.kit.errors import AppError
 from outreach.kit.text import control_character
 from outreach.mailbox.mime import InvalidAddress, InvalidHeader, check_recipient_headers
@@ -51,9 +52,18 @@ class Skip(NamedTuple):
 
 
 class Candidate(NamedTuple):
+    """A recipient to send to, with their email's texts (kept flat: one object per
+    recipient for the collector, not two)."""
+
     recipient: RecipientRow
-    rendered: RenderedEmail
     company_domain: str | None
+    subject: str
+    text: str
+    html: str | None
+
+    @property
+    def rendered(self) -> RenderedEmail:
+        return RenderedEmail(self.subject, self.text, self.html)
 
 
 @dataclass
@@ -122,7 +132,7 @@ async def campaign_recipients(session: AsyncSession, campaign: Campaign) -> list
         ids = [uuid.UUID(i) for i in campaign.recipient_ids]
         statement = statement.where(Recipient.id.in_(ids))
     rows = await session.execute(statement.order_by(Recipient.position, Recipient.id))
-    return [RecipientRow(recipient_id.hex, *fields) for recipient_id, *fields in rows.tuples()]
+    return [RecipientRow(recipient_id.hex, *fields) for recipient_id, *fields in rows]
 
 
 async def _recently_emailed(
@@ -132,16 +142,20 @@ async def _recently_emailed(
     if not emails or campaign.skip_recently_emailed_days == 0:
         return set()
     since = utcnow() - timedelta(days=campaign.skip_recently_emailed_days)
-    rows = await session.scalars(
-        select(ScheduledEmail.to_address).where(
-            ScheduledEmail.user_id == campaign.user_id,
-            ScheduledEmail.campaign_id != campaign.id,
-            ScheduledEmail.to_address.in_(emails),
-            (ScheduledEmail.sent_at >= since)
-            | ScheduledEmail.status.not_in([s.value for s in FINAL_EMAIL_STATUSES]),
+    recent: set[str] = set()
+    for batch in in_batches(emails):
+        recent.update(
+            await session.scalars(
+                select(ScheduledEmail.to_address).where(
+                    ScheduledEmail.user_id == campaign.user_id,
+                    ScheduledEmail.campaign_id != campaign.id,
+                    ScheduledEmail.to_address.in_(batch),
+                    (ScheduledEmail.sent_at >= since)
+                    | ScheduledEmail.status.not_in([s.value for s in FINAL_EMAIL_STATUSES]),
+                )
+            )
         )
-    )
-    return set(rows)
+    return recent
 
 
 def recipient_fields(recipient: Any) -> dict[str, object]:
@@ -229,7 +243,7 @@ async def build_audience(
         if isinstance(rendered_or_skip, Skip):
             audience.skipped.append(rendered_or_skip)
             continue
-        audience.to_send.append(Candidate(recipient, rendered_or_skip, company_domain(email)))
+        audience.to_send.append(Candidate(recipient, company_domain(email), *rendered_or_skip))
     return audience
 
 

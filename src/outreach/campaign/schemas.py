@@ -245,7 +245,7 @@ class ScheduledEmailOut(BaseModel):
 
 class ApproveRequest(BaseModel):
     email_ids: list[uuid.UUID] | None = Field(
-        default=None, description="Default: every waiting email"
+        default=None, max_length=10_000, description="Default: every waiting email"
     )
 
 

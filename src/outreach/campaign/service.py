@@ -35,7 +35,7 @@ from outreach.credits.pricing import pricing_from_settings
 from outreach.credits.service import credit_service
 from outreach.kit.audit import record_audit
 from outreach.kit.clock import utcnow
-from outreach.kit.db import new_row_ids
+from outreach.kit.db import in_batches, new_row_ids
 from outreach.kit.errors import Conflict, FieldError, NotFound, Unprocessable
 from outreach.kit.jobs import enqueue_after_commit
 from outreach.kit.pagination import Pagination, paginate
@@ -348,21 +348,29 @@ class CampaignService:
         excluding: Sequence[uuid.UUID] = (),
     ) -> list[tuple[str, datetime]]:
         """The user's sends per company domain, sent or planned, for the company cap."""
-        if not domains:
-            return []
-        rows = await session.execute(
-            select(
-                ScheduledEmail.company_domain, ScheduledEmail.due_at, ScheduledEmail.sent_at
-            ).where(
-                ScheduledEmail.user_id == user_id,
-                ScheduledEmail.company_domain.in_(domains),
-                ScheduledEmail.status.not_in(
-                    [EmailStatus.cancelled, EmailStatus.failed, EmailStatus.skipped]
-                ),
-                ScheduledEmail.id.not_in(excluding),
+        excluded = set(excluding)  # left out here: a list of ids can pass the parameter limit
+        bookings: list[tuple[str, datetime]] = []
+        for batch in in_batches(domains):
+            rows = await session.execute(
+                select(
+                    ScheduledEmail.id,
+                    ScheduledEmail.company_domain,
+                    ScheduledEmail.due_at,
+                    ScheduledEmail.sent_at,
+                ).where(
+                    ScheduledEmail.user_id == user_id,
+                    ScheduledEmail.company_domain.in_(batch),
+                    ScheduledEmail.status.not_in(
+                        [EmailStatus.cancelled, EmailStatus.failed, EmailStatus.skipped]
+                    ),
+                )
             )
-        )
-        return [(domain, sent or due) for domain, due, sent in rows if domain]
+            bookings += [
+                (domain, sent or due)
+                for email_id, domain, due, sent in rows
+                if domain and email_id not in excluded
+            ]
+        return bookings
 
     @staticmethod
     def _recipient_window(window: SendingWindow, tz_name: str) -> SendingWindow | None:
@@ -458,9 +466,9 @@ class CampaignService:
                     "company_domain": candidate.company_domain,
                     "status": EmailStatus.pending,
                     "due_at": plan.due_at[start + offset],
-                    "subject": candidate.rendered.subject,
-                    "body_text": candidate.rendered.text,
-                    "body_html": candidate.rendered.html,
+                    "subject": candidate.subject,
+                    "body_text": candidate.text,
+                    "body_html": candidate.html,
                     "rfc822_message_id": make_message_id(domain),
                     "attempts": 0,
                     "refunded": False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +78,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Values bound in one ``IN (…)`` list. A statement takes at most 32,767 parameters on
+# PostgreSQL (asyncpg) and 32,766 on SQLite, and a campaign may have 100,000 recipients.
+IN_LIST_MAX = 5_000
+
+_Value = TypeVar("_Value")
+
+
+def in_batches(values: Iterable[_Value], size: int = IN_LIST_MAX) -> Iterator[list[_Value]]:
+    """``values`` in lists of at most ``size``, one ``IN (…)`` query each."""
+    batch: list[_Value] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def new_row_ids(count: int) -> list[uuid.UUID]:

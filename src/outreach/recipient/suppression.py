@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outreach.kit.audit import record_audit
 from outreach.kit.clock import utcnow
-from outreach.kit.db import dialect_insert
+from outreach.kit.db import dialect_insert, in_batches
 from outreach.kit.errors import FieldError, NotFound, Unprocessable
 from outreach.kit.pagination import Pagination, paginate
 from outreach.models import GLOBAL_OWNER, Suppression, SuppressionReason, SuppressionScope
@@ -56,17 +56,21 @@ class SuppressionService:
     async def suppressed_among(
         self, session: AsyncSession, *, user_id: uuid.UUID, emails: Collection[str]
     ) -> set[str]:
-        """The normalised ``emails`` that are suppressed, in one query for the whole batch."""
+        """The normalised ``emails`` that are suppressed, in one query per
+        ``IN_LIST_MAX`` addresses and domains (a campaign may have 100,000)."""
         if not emails:
             return set()
         domains = {email.rsplit("@", 1)[-1] for email in emails}
-        values = await session.scalars(
-            select(Suppression.value).where(
-                Suppression.owner_key.in_([str(user_id), GLOBAL_OWNER]),
-                Suppression.value.in_(set(emails) | domains),
+        hits: set[str] = set()
+        for values in in_batches(set(emails) | domains):
+            hits.update(
+                await session.scalars(
+                    select(Suppression.value).where(
+                        Suppression.owner_key.in_([str(user_id), GLOBAL_OWNER]),
+                        Suppression.value.in_(values),
+                    )
+                )
             )
-        )
-        hits = set(values)
         return {e for e in emails if e in hits or e.rsplit("@", 1)[-1] in hits}
 
     async def add(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 from outreach.kit.text import control_character
@@ -36,6 +37,7 @@ class RenderedEmail(NamedTuple):
     html: str | None
 
 
+@lru_cache(maxsize=1024)
 def variable_name(column: str) -> str:
     """A list column as a template variable: ``"Company Size"`` → ``company_size``."""
     name = _NOT_IDENTIFIER.sub("_", column.strip().lower()).strip("_")
@@ -86,12 +88,19 @@ def _footer_text(footer: str, url: str) -> str:
 def _check_value_sizes(context: Mapping[str, Any]) -> None:
     """One over-long value (a list cell, a sample, a sender field) is refused by name
     before anything is rendered with it."""
-    values = {**context, **{f"sender.{k}": v for k, v in context.get("sender", {}).items()}}
-    for name, value in values.items():
-        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
-            raise TemplateProblem(
-                f"the value of {name} is longer than {MAX_VALUE_CHARS} characters", field=name
-            )
+    for name, value in context.items():
+        _check_value_size(name, value)
+    sender = context.get("sender")
+    if isinstance(sender, Mapping):
+        for field, value in sender.items():
+            _check_value_size(f"sender.{field}", value)
+
+
+def _check_value_size(name: str, value: object) -> None:
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        raise TemplateProblem(
+            f"the value of {name} is longer than {MAX_VALUE_CHARS} characters", field=name
+        )
 
 
 def render_email(

@@ -112,7 +112,19 @@ class _PairwiseIn(NodeTransformer):
         return functools.reduce(lambda a, b: nodes.And(a, b, lineno=node.lineno), parts)
 
 
+# Names a dict answers as attributes: ``sender.items`` must stay the method, as in Jinja.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class _Environment(SandboxedEnvironment):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``sender.name``: the sender is the one value read by attribute, a dict of texts.
+        Jinja tries the attribute first and takes the key after an AttributeError; a key
+        that is no dict attribute gives the same answer without raising one."""
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         return cast(nodes.Template, _PairwiseIn().visit(super()._parse(source, name, filename)))
 
