@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from email import policy
 from email.parser import BytesParser
 
@@ -16,6 +17,8 @@ from outreach.mailbox.mime import (
     MessageTooLarge,
     OutgoingEmail,
     build_message,
+    make_message_id,
+    make_message_ids,
 )
 
 BASE = OutgoingEmail(
@@ -112,3 +115,11 @@ def test_a_message_encoded_ahead_is_dated_when_sent() -> None:
         line for line in raw.split(b"\r\n") if not line.startswith(b"Date: ")
     )
     assert strip(later.data) == strip(message.data)
+
+
+def test_message_ids_made_in_bulk_are_distinct_and_well_formed() -> None:
+    ids = make_message_ids("example.com", 2_000)
+    assert len(ids) == len(set(ids)) == 2_000
+    for value in [*ids, make_message_id("example.com")]:
+        assert re.fullmatch(r"<[0-9a-f]{32}@example\.com>", value)
+    assert make_message_ids("example.com", 0) == []

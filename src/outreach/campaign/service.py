@@ -39,7 +39,7 @@ from outreach.kit.db import in_batches, new_row_ids
 from outreach.kit.errors import Conflict, FieldError, NotFound, Unprocessable
 from outreach.kit.jobs import enqueue_after_commit
 from outreach.kit.pagination import Pagination, paginate
-from outreach.mailbox.mime import make_message_id
+from outreach.mailbox.mime import make_message_id, make_message_ids
 from outreach.mailbox.service import mailbox_service
 from outreach.models import LedgerReason, Mailbox, MailboxStatus, User
 from outreach.models.campaign import (
@@ -452,6 +452,7 @@ class CampaignService:
         for start in range(0, len(audience.to_send), _INSERT_BATCH):
             batch = audience.to_send[start : start + _INSERT_BATCH]
             ids = new_row_ids(len(batch))
+            message_ids = make_message_ids(domain, len(batch))
             rows = [
                 {
                     "id": ids[offset],
@@ -469,7 +470,7 @@ class CampaignService:
                     "subject": candidate.subject,
                     "body_text": candidate.text,
                     "body_html": candidate.html,
-                    "rfc822_message_id": make_message_id(domain),
+                    "rfc822_message_id": message_ids[offset],
                     "attempts": 0,
                     "refunded": False,
                 }

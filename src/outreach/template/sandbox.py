@@ -155,7 +155,11 @@ def _prepared(source: str, html: bool) -> Template | _Refusal:
     than rendering, and a campaign renders one source 10,000 times."""
     try:
         check_template(source, field_name="body")
-        return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+        template = (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+        # No template has globals (the environment's are emptied). Jinja's own empty
+        # ChainMap would be walked at every render to list them; a dict costs nothing.
+        template.globals = {}
+        return template
     except TemplateProblem as exc:
         return _Refusal(str(exc), exc.line)
     except (TemplateSyntaxError, RecursionError) as exc:
