@@ -182,6 +182,16 @@ class TestMarkReplied:
         }
         again = await client.post(url, json={"email": "ravi@acme.com"})
         assert again.json()["recorded"] is False
+        # A reply ending the sequence is no problem of the campaign's: the cancelled
+        # follow-up keeps its reason, and the campaign shows no latest error.
+        campaign = (await client.get(f"/v1/campaigns/{campaign_id}")).json()
+        assert campaign["last_error"] is None
+        cancelled = (
+            await client.get(f"/v1/campaigns/{campaign_id}/emails", params={"status": "cancelled"})
+        ).json()["items"]
+        assert [e["last_error"] for e in cancelled] == [
+            "the sequence stopped: the recipient replied, bounced or left"
+        ]
         assert await credit_service.get_balance(session, user_id=ctx["user"].id) == balance + 1
 
         stats = (await client.get(f"/v1/campaigns/{campaign_id}/stats")).json()

@@ -168,7 +168,8 @@ class CampaignOut(BaseModel):
     created_at: datetime
     counts: EmailCounts
     last_error: EmailError | None = Field(
-        default=None, description="The most recent error of any of its emails"
+        default=None,
+        description="The most recent error of any of its emails (a cancelled one is no error)",
     )
     steps: list[StepOut]
     reply_detection: Literal["available", "unavailable"] = Field(

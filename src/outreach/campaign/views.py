@@ -95,7 +95,10 @@ async def campaigns_out(session: AsyncSession, campaigns: Sequence[Campaign]) ->
 async def last_errors(
     session: AsyncSession, campaign_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, EmailError]:
-    """The latest error of each campaign's emails (failed, or retried), in one query."""
+    """The latest error of each campaign's emails (failed, or retried), in one query.
+    A cancelled email is left out: it was stopped on purpose (a reply, a bounce or an
+    unsubscribe ending the sequence, the user, an earlier step's own failure), and its
+    reason stays on the email itself."""
     latest = (
         select(
             ScheduledEmail,
@@ -109,7 +112,7 @@ async def last_errors(
         .where(
             ScheduledEmail.campaign_id.in_(campaign_ids),
             ScheduledEmail.last_error.is_not(None),
-            ScheduledEmail.status != EmailStatus.sent,
+            ScheduledEmail.status.not_in([EmailStatus.sent, EmailStatus.cancelled]),
         )
         .subquery()
     )
