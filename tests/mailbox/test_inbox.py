@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outreach.campaign import sending
+from outreach.campaign import replies, sending
 from outreach.campaign.schemas import CampaignCreate, StepIn
 from outreach.campaign.service import campaign_service
 from outreach.config import Settings, use_settings
@@ -21,6 +21,7 @@ from outreach.credits.service import credit_service
 from outreach.kit.clock import Clock
 from outreach.kit.db import Database
 from outreach.mailbox import inbox
+from outreach.mailbox.events import InboxMessageEvent
 from outreach.mailbox.gmail import GmailClient, GmailError, QuotaBudget
 from outreach.mailbox.inbox import THREADS_GET, check_mailbox, classify
 from outreach.models import EmailEvent, EmailEventKind, Mailbox, MailboxMode, Suppression
@@ -324,3 +325,53 @@ class TestCheckCost:
             await check_mailbox(session, mailbox)
         assert pages == [None, "same"]
         assert mailbox.history_id == "1000"
+
+
+class TestLongLookups:
+    """What arrives from outside may name more threads or Message-IDs than one SQL
+    statement binds (32,767 parameters on PostgreSQL): looked up in batches, a long
+    history or a bounce with a huge References header is matched like any other."""
+
+    async def test_a_long_history_and_a_long_references_header_still_match(
+        self,
+        session: AsyncSession,
+        database: Database,
+        gmail_settings: Settings,
+        fake_google: FakeGoogle,
+        fake_gmail: FakeGmail,
+        frozen_clock: Clock,
+    ) -> None:
+        campaign, mailbox = await sent_campaign(
+            session, database, fake_google, fake_gmail, frozen_clock
+        )
+        sent = list(
+            await session.scalars(
+                select(ScheduledEmail)
+                .where(ScheduledEmail.campaign_id == campaign.id, ScheduledEmail.step == 0)
+                .order_by(ScheduledEmail.to_address)
+            )
+        )
+        ours = {str(e.thread_id) for e in sent}
+        strangers = [f"thread{n:05d}" for n in range(40_000)]
+        found = await replies.campaign_threads(session, mailbox.id, [*strangers, *ours])
+        assert found == ours
+
+        bounced = sent[-1]
+        event = InboxMessageEvent(
+            mailbox_id=mailbox.id,
+            user_id=campaign.user_id,
+            kind=EmailEventKind.bounced,
+            gmail_message_id="bounce1",
+            thread_id="a-thread-of-its-own",
+            from_address="mailer-daemon@googlemail.com",
+            referenced_message_ids=(
+                *(f"<m{n}@elsewhere.example>" for n in range(40_000)),
+                str(bounced.rfc822_message_id),
+            ),
+            failed_recipients=(),
+            received_at=START,
+            detail="Delivery Status Notification (Failure)",
+        )
+        matched = await replies._email_for(session, event)
+        assert matched is not None
+        assert matched.id == bounced.id

@@ -21,7 +21,7 @@ from outreach.campaign.service import campaign_service
 from outreach.config import get_settings
 from outreach.kit import metrics
 from outreach.kit.clock import utcnow
-from outreach.kit.db import dialect_insert
+from outreach.kit.db import IN_LIST_MAX, dialect_insert, in_batches
 from outreach.kit.jobs import enqueue_after_commit
 from outreach.mailbox.events import (
     InboxMessageEvent,
@@ -168,9 +168,17 @@ async def campaign_threads(
         .distinct()
         .where(ScheduledEmail.mailbox_id == mailbox_id, *_watched())
     )
-    if thread_ids is not None:
-        statement = statement.where(ScheduledEmail.thread_id.in_(list(thread_ids)))
-    return {t for t in await session.scalars(statement) if t}
+    if thread_ids is None:
+        return {t for t in await session.scalars(statement) if t}
+    found: set[str] = set()
+    # A history read after days away can name more threads than a statement binds.
+    for batch in in_batches(thread_ids):
+        found.update(
+            t
+            for t in await session.scalars(statement.where(ScheduledEmail.thread_id.in_(batch)))
+            if t
+        )
+    return found
 
 
 @watches_mailboxes
@@ -193,15 +201,16 @@ async def _email_for(session: AsyncSession, event: InboxMessageEvent) -> Schedul
     sent = select(ScheduledEmail).where(
         ScheduledEmail.mailbox_id == event.mailbox_id, ScheduledEmail.status == EmailStatus.sent
     )
-    if event.kind == EmailEventKind.bounced and event.referenced_message_ids:
-        named = await session.scalar(
-            sent.where(ScheduledEmail.rfc822_message_id.in_(event.referenced_message_ids))
-        )
-        if named is not None:
-            return named
+    if event.kind == EmailEventKind.bounced:
+        # The bounce's own References may be as long as its sender made them.
+        for batch in in_batches(event.referenced_message_ids):
+            named = await session.scalar(sent.where(ScheduledEmail.rfc822_message_id.in_(batch)))
+            if named is not None:
+                return named
     in_thread = sent.where(ScheduledEmail.thread_id == event.thread_id)
     if event.kind == EmailEventKind.bounced and event.failed_recipients:
-        in_thread = in_thread.where(ScheduledEmail.to_address.in_(event.failed_recipients))
+        failed = event.failed_recipients[:IN_LIST_MAX]  # a bounce names one or a few
+        in_thread = in_thread.where(ScheduledEmail.to_address.in_(failed))
     return await session.scalar(in_thread.order_by(ScheduledEmail.step.desc()).limit(1))
 
 
