@@ -196,6 +196,12 @@ class RowMapper:
         index = {header: position for position, header in enumerate(headers)}
         self.columns = {name: index[header] for name, header in mapping.items()}
         self.email_header = mapping["email"]
+        # Each mapped field with its column and length limit, worked out once per import.
+        self._fields = [
+            (name, position, FIELD_LENGTHS.get(name, DEFAULT_LENGTH))
+            for name, position in self.columns.items()
+            if name != "email"
+        ]
         mapped = set(self.columns.values())
         self.custom = (
             [
@@ -211,12 +217,8 @@ class RowMapper:
         try:
             address, raw_email = self._address(row, cells)
             fields = {
-                name: self._cell(
-                    row, cells, position, name, FIELD_LENGTHS.get(name, DEFAULT_LENGTH)
-                )
-                or None
-                for name, position in self.columns.items()
-                if name != "email"
+                name: self._cell(row, cells, position, name, limit) or None
+                for name, position, limit in self._fields
             }
             custom = {
                 key: value
